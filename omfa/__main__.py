@@ -1,0 +1,3 @@
+from omfa.cli import main
+
+raise SystemExit(main())
