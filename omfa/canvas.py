@@ -1,9 +1,19 @@
 """Slots, roles and tasks of the joint canvas, and packing images into it.
 
-(Work in progress: the constants below are the contract other modules rely on.)
+A canvas is a fixed set of image slots. A *task* gives each slot a role:
+targets are noised and denoised, conditions stay clean (timestep 0), absent
+slots are left out of attention entirely. One model learns every task by
+seeing random task configurations during training, the way masked diffusion
+language models learn from random subsets of masked tokens.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import IntEnum
+
+import numpy as np
+import torch
 
 # Every slot image has this size (height, width) in pixels. 128x96 keeps the
 # person at least 96 px tall (a whole body in a 4:3 portrait frame).
@@ -12,3 +22,152 @@ CANVAS_HW: tuple[int, int] = (128, 96)
 # Background colour of person, reference and shop images (uint8 RGB). The pose
 # map's background is black.
 BACKGROUND_RGB: tuple[int, int, int] = (255, 255, 255)
+
+# Slot order is part of the model: slot embeddings are indexed by position here.
+SLOTS: tuple[str, ...] = ("person", "reference", "upper", "lower")
+SLOT_INDEX: dict[str, int] = {name: i for i, name in enumerate(SLOTS)}
+PERSON = SLOT_INDEX["person"]  # the slot that carries the pose map channel-wise
+
+
+class Role(IntEnum):
+    """What a slot does in one task. Values index the role embedding."""
+
+    TARGET = 0
+    CONDITION = 1
+    ABSENT = 2
+
+
+@dataclass(frozen=True)
+class Task:
+    """A configuration of the canvas.
+
+    `guidance` lists the conditions that the unconditional branch of
+    classifier-free guidance drops (by masking their keys): guidance then pushes
+    the target towards what those slots say.
+    """
+
+    name: str
+    targets: tuple[str, ...]
+    conditions: tuple[str, ...]
+    guidance: tuple[str, ...]
+    uses_pose: bool
+    description: str
+
+    def role(self, slot: str) -> Role:
+        if slot in self.targets:
+            return Role.TARGET
+        if slot in self.conditions:
+            return Role.CONDITION
+        return Role.ABSENT
+
+    def roles(self) -> tuple[Role, ...]:
+        """Role of every slot, in `SLOTS` order."""
+        return tuple(self.role(s) for s in SLOTS)
+
+
+def _task(name, targets, conditions, guidance, description) -> tuple[str, Task]:
+    return name, Task(name, targets, conditions, guidance, "person" in targets, description)
+
+
+TASKS: dict[str, Task] = dict(
+    [
+        _task("try_on_upper", ("person",), ("reference", "upper"), ("upper",),
+              "the portrait's person wearing the new top, in the target pose; the lower garment is kept"),
+        _task("try_on_lower", ("person",), ("reference", "lower"), ("lower",),
+              "the portrait's person wearing the new bottom, in the target pose; the top is kept"),
+        _task("outfit", ("person",), ("reference", "upper", "lower"), ("upper", "lower"),
+              "the portrait's person wearing both new garments, in the target pose"),
+        _task("try_off_upper", ("upper",), ("reference",), ("reference",),
+              "the flat shop image of the top the person wears"),
+        _task("try_off_lower", ("lower",), ("reference",), ("reference",),
+              "the flat shop image of the bottom the person wears"),
+        _task("try_off_outfit", ("upper", "lower"), ("reference",), ("reference",),
+              "the flat shop images of both garments the person wears"),
+        _task("multiview", ("person",), ("reference",), ("reference",),
+              "the portrait's person, same outfit, in a new pose and view"),
+    ]
+)
+
+
+def get_task(name: str) -> Task:
+    """Look up a task by name with an error that lists the valid ones."""
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise ValueError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}") from None
+
+
+# ----------------------------------------------------------------------------
+# Image <-> tensor. Model space is float in [-1, 1], channels first.
+
+
+def image_to_tensor(image: np.ndarray) -> torch.Tensor:
+    """uint8 (H, W, 3) -> float32 (3, H, W) in [-1, 1]."""
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"expected a uint8 RGB array of shape (H, W, 3), got {image.dtype} {image.shape}")
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(127.5).sub(1.0)
+
+
+def tensor_to_image(x: torch.Tensor) -> np.ndarray:
+    """float (3, H, W) in [-1, 1] -> uint8 (H, W, 3). Values outside are clipped."""
+    if x.ndim != 3 or x.shape[0] != 3:
+        raise ValueError(f"expected a tensor of shape (3, H, W), got {tuple(x.shape)}")
+    x = x.detach().float().clamp(-1, 1).add(1).mul(127.5).round()
+    return x.to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+
+
+# ----------------------------------------------------------------------------
+# Training examples: a data sample (see omfa.data) -> one task on the canvas.
+
+# Which sample keys fill which slots, per task. A task whose garment keys are
+# "_b" reads outfit B (what `person` wears); the try-off variants read either
+# the portrait (outfit A) or the person (outfit B) as the dressed `reference`.
+_TRY_OFF_SOURCES = (("reference", "a"), ("person", "b"))
+
+
+def sample_tasks(sample: dict) -> list[str]:
+    """Task names a synthetic or real sample supports."""
+    if "tasks" in sample:
+        return [t for t in sample["tasks"] if t in TASKS]
+    replaced = sample["meta"]["replaced"]
+    tasks = ["try_off_upper", "try_off_lower", "try_off_outfit", "multiview", "outfit"]
+    if replaced == "upper":
+        tasks.append("try_on_upper")
+    if replaced == "lower":
+        tasks.append("try_on_lower")
+    return tasks
+
+
+def example_from_sample(sample: dict, task_name: str, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+    """Fill the canvas for `task_name` from one data sample.
+
+    Returns `images` (S, 3, H, W) with zeros in absent slots, `pose` (3, H, W)
+    and `roles` (S,) long. `rng` picks among equivalent fillings (which dressed
+    image feeds a try-off).
+    """
+    task = get_task(task_name)
+    h, w = sample["reference"].shape[:2]
+    filled: dict[str, np.ndarray] = {}
+    pose = sample.get("pose")
+    if task.name.startswith("try_off"):
+        source, outfit = _TRY_OFF_SOURCES[int(rng.integers(len(_TRY_OFF_SOURCES)))]
+        if source not in sample:  # real data may have only one dressed image
+            source, outfit = "reference", "a"
+        filled["reference"] = sample[source]
+        for slot in task.targets:
+            filled[slot] = sample[f"{slot}_{outfit}"]
+    elif task.name == "multiview":
+        filled["reference"] = sample["reference"]
+        filled["person"] = sample["person_same"]
+    else:  # try-on: the person wears outfit B
+        filled["reference"] = sample["reference"]
+        filled["person"] = sample["person"]
+        for slot in ("upper", "lower"):
+            if slot in task.conditions:
+                filled[slot] = sample[f"{slot}_b"]
+    images = torch.zeros(len(SLOTS), 3, h, w)
+    for slot, image in filled.items():
+        images[SLOT_INDEX[slot]] = image_to_tensor(image)
+    pose_t = image_to_tensor(pose) if (task.uses_pose and pose is not None) else torch.zeros(3, h, w)
+    roles = torch.tensor([int(r) for r in task.roles()], dtype=torch.long)
+    return {"images": images, "pose": pose_t, "roles": roles}

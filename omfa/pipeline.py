@@ -1,0 +1,352 @@
+"""OMFAPipeline: try-on, try-off, outfit, transfer and multi-view with one model.
+
+Every task runs the same four numbered steps:
+  1. check and convert the inputs into canvas tensors (pixels or VAE latents);
+  2. fetch each condition slot's keys/values from the condition cache;
+  3. denoise the target slots only, with guidance that masks the guided
+     conditions' keys in the unconditional branch;
+  4. stream each step's Tweedie x0 estimate; the last one is the result.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence, Union
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import DiffusionPipeline
+from diffusers.schedulers.scheduling_utils import SchedulerMixin
+
+from omfa.cache import ConditionCache, tensor_digest
+from omfa.canvas import SLOT_INDEX, SLOTS, Task, get_task, image_to_tensor, tensor_to_image
+from omfa.denoiser import ConditionKV, OMFATransformer
+from omfa.diffusion import SCHEDULERS, guided, make_scheduler, sample
+
+ImageInput = Union[PIL.Image.Image, np.ndarray, torch.Tensor]
+
+# The checkpoint the project ships (diffusers layout, safetensors).
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "omfa-tiny"
+
+
+@dataclass
+class Preview:
+    """One streamed step. `images` maps each target slot to its x0 estimate."""
+
+    step: int
+    num_steps: int
+    timestep: float
+    images: dict[str, PIL.Image.Image]
+    final: bool
+    task: str
+    view: int = 0  # index of the pose in a multi-view run
+    stage: str = ""  # "try_off" / "try_on" inside a transfer
+
+
+@dataclass
+class OMFAOutput:
+    """Final images per target slot (one per view for multi-view)."""
+
+    images: dict[str, PIL.Image.Image]
+    task: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def default_device() -> tuple[torch.device, torch.dtype]:
+    """CUDA in bf16 when present, else the CPU in fp32."""
+    if torch.cuda.is_available():
+        return torch.device("cuda"), torch.bfloat16
+    return torch.device("cpu"), torch.float32
+
+
+class OMFAPipeline(DiffusionPipeline):
+    """One partial-diffusion model for all virtual-fitting tasks.
+
+    Components: `transformer` (OMFATransformer), `scheduler` (the default
+    sampler; a request may name another from `omfa.diffusion.SCHEDULERS`) and
+    an optional `vae` (None: the canvas is in pixel space).
+    """
+
+    model_cpu_offload_seq = "transformer"
+    _optional_components = ["vae"]
+
+    def __init__(self, transformer: OMFATransformer, scheduler: SchedulerMixin, vae: Any = None):
+        super().__init__()
+        self.register_modules(transformer=transformer, scheduler=scheduler, vae=vae)
+        self.condition_cache = ConditionCache()
+
+    # -- loading -------------------------------------------------------------
+
+    @classmethod
+    def load(cls, path: str | os.PathLike | None = None, device: str | torch.device | None = None,
+             dtype: torch.dtype | None = None) -> "OMFAPipeline":
+        """Load a checkpoint folder (default: the shipped one) on the best device.
+
+        Only safetensors weights are read; nothing is downloaded.
+        """
+        path = Path(path) if path is not None else DEFAULT_MODEL_DIR
+        if not (path / "model_index.json").is_file():
+            raise ValueError(f"{path} is not an OMFA checkpoint folder (no model_index.json); "
+                             f"pass the folder written by save_pretrained or `omfa train`")
+        auto_device, auto_dtype = default_device()
+        device = torch.device(device) if device is not None else auto_device
+        dtype = dtype or (auto_dtype if device.type == "cuda" else torch.float32)
+        pipe = cls.from_pretrained(path, torch_dtype=dtype, use_safetensors=True, local_files_only=True)
+        return pipe.to(device)
+
+    # -- inputs --------------------------------------------------------------
+
+    @property
+    def canvas_hw(self) -> tuple[int, int]:
+        """Pixel size of every slot image."""
+        h, w = self.transformer.config.sample_size
+        f = self._vae_factor
+        return h * f, w * f
+
+    @property
+    def _vae_factor(self) -> int:
+        if self.vae is None:
+            return 1
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    def _to_tensor(self, image: ImageInput, name: str) -> torch.Tensor:
+        """An input image -> (1, 3, H, W) float in [-1, 1] on the model's device."""
+        h, w = self.canvas_hw
+        if isinstance(image, PIL.Image.Image):
+            if image.mode != "RGB":
+                raise ValueError(f"{name} image has mode {image.mode}; convert it with .convert('RGB')")
+            image = np.asarray(image)
+        if isinstance(image, np.ndarray):
+            if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+                raise ValueError(f"{name} array must be uint8 (H, W, 3), got {image.dtype} {image.shape}")
+            x = image_to_tensor(image)[None]
+        elif isinstance(image, torch.Tensor):
+            x = image[None] if image.ndim == 3 else image
+            if x.ndim != 4 or x.shape[:2] != (1, 3):
+                raise ValueError(f"{name} tensor must be (3, H, W) or (1, 3, H, W), got {tuple(image.shape)}")
+            if not x.is_floating_point():
+                raise ValueError(f"{name} tensor must be float in [-1, 1], got {x.dtype}")
+        else:
+            raise ValueError(f"{name} must be a PIL image, a uint8 numpy array or a tensor, got {type(image).__name__}")
+        if tuple(x.shape[-2:]) != (h, w):
+            raise ValueError(f"{name} image is {x.shape[-1]}x{x.shape[-2]} px; the model needs {w}x{h} "
+                             f"(width x height): crop and resize it first (omfa.imaging does this)")
+        return x.to(self.device, self.transformer.dtype)
+
+    @torch.no_grad()
+    def _encode(self, x: torch.Tensor) -> torch.Tensor:
+        if self.vae is None:
+            return x
+        posterior = self.vae.encode(x.to(self.vae.dtype))
+        latents = posterior.latents if hasattr(posterior, "latents") else posterior.latent_dist.mode()
+        return latents * getattr(self.vae.config, "scaling_factor", 1.0)
+
+    @torch.no_grad()
+    def _decode(self, z: torch.Tensor) -> torch.Tensor:
+        if self.vae is None:
+            return z
+        return self.vae.decode(z.to(self.vae.dtype) / getattr(self.vae.config, "scaling_factor", 1.0)).sample
+
+    def _gather(self, task: Task, images: dict[str, ImageInput | None], pose: ImageInput | None):
+        missing = [s for s in task.conditions if images.get(s) is None]
+        if missing:
+            raise ValueError(f"task {task.name} needs the {' and '.join(missing)} image(s); pass {missing[0]}=...")
+        if task.uses_pose and pose is None:
+            raise ValueError(f"task {task.name} needs a pose map for the target pose; pass pose=... "
+                             "(omfa.pose.render.PoseRenderer.pose_map renders one)")
+        conds = {s: self._encode(self._to_tensor(images[s], s)) for s in task.conditions}
+        pose_t = self._encode(self._to_tensor(pose, "pose")) if task.uses_pose else None
+        return conds, pose_t
+
+    # -- the condition cache ----------------------------------------------------
+
+    def _condition_kv(self, slot: str, x: torch.Tensor) -> ConditionKV:
+        key = (id(self.transformer), str(self.device), str(self.transformer.dtype), slot, tensor_digest(x))
+        return self.condition_cache.get_or_compute(
+            key, lambda: self.transformer.encode_conditions(x[:, None], [SLOT_INDEX[slot]]))
+
+    # -- sampling ------------------------------------------------------------
+
+    @torch.no_grad()
+    def stream(
+        self,
+        task: str,
+        *,
+        reference: ImageInput | None = None,
+        upper: ImageInput | None = None,
+        lower: ImageInput | None = None,
+        pose: ImageInput | None = None,
+        num_inference_steps: int = 20,
+        guidance_scale: float = 2.0,
+        generator: torch.Generator | None = None,
+        scheduler: str | None = None,
+        use_cache: bool = True,
+        output_type: str = "pil",
+    ) -> Iterator[Preview]:
+        """Run one task, yielding a `Preview` after every denoising step.
+
+        The last preview (final=True) holds the result. Closing the iterator
+        stops the work within one step.
+        """
+        spec = get_task(task)
+        if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
+            raise ValueError(f"num_inference_steps must be an integer >= 1, got {num_inference_steps!r}")
+        if not np.isfinite(guidance_scale) or guidance_scale < 0:
+            raise ValueError(f"guidance_scale must be a finite number >= 0, got {guidance_scale!r}")
+        if output_type not in ("pil", "pt"):
+            raise ValueError(f"output_type must be 'pil' or 'pt', got {output_type!r}")
+        sched = make_scheduler(scheduler) if scheduler else type(self.scheduler).from_config(self.scheduler.config)
+        # 1. inputs
+        conds, pose_t = self._gather(spec, {"reference": reference, "upper": upper, "lower": lower}, pose)
+        cond_slots = [SLOT_INDEX[s] for s in spec.conditions]
+        target_slots = [SLOT_INDEX[s] for s in spec.targets]
+        # 2. condition keys/values, once per request (and across requests)
+        cond_x = torch.cat([conds[s][:, None] for s in spec.conditions], dim=1)
+        if use_cache:
+            cache = ConditionKV.cat([self._condition_kv(s, conds[s]) for s in spec.conditions])
+        # 3. guidance: the unconditional branch masks the guided conditions
+        use_cfg = guidance_scale != 1.0 and bool(spec.guidance)
+        keep = torch.ones(1, len(cond_slots), dtype=torch.bool, device=self.device)
+        if use_cfg:
+            drop = torch.tensor([[s not in spec.guidance for s in spec.conditions]], device=self.device)
+            keep = torch.cat([keep, drop], dim=0)
+        branches = keep.shape[0]
+        pose_b = None if pose_t is None else pose_t.expand(branches, -1, -1, -1)
+
+        def denoise(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            x_in = x_t.expand(branches, *x_t.shape[1:]).to(self.transformer.dtype)
+            t_in = t.expand(branches)
+            if use_cache:
+                x0 = self.transformer.forward_cached(x_in, target_slots, t_in, cache, pose_b, keep)
+            else:
+                x0 = self.transformer(x_in, target_slots, t_in, cond_x.expand(branches, *cond_x.shape[1:]),
+                                      cond_slots, pose_b, keep)
+            return guided(x0[:1], x0[1:], guidance_scale) if use_cfg else x0
+
+        latent_shape = (1, len(target_slots), *self._latent_chw())
+        for step in sample(denoise, latent_shape, sched, num_inference_steps, generator, self.device):
+            # 4. the Tweedie preview of every target slot
+            pixels = self._decode(step.x0[0]).float()
+            if output_type == "pt":
+                images = {s: pixels[i] for i, s in enumerate(spec.targets)}
+            else:
+                images = {s: PIL.Image.fromarray(tensor_to_image(pixels[i])) for i, s in enumerate(spec.targets)}
+            yield Preview(step.index, step.num_steps, step.timestep, images, step.final, spec.name)
+
+    def _latent_chw(self) -> tuple[int, int, int]:
+        cfg = self.transformer.config
+        return (cfg.in_channels, *cfg.sample_size)
+
+    def __call__(
+        self,
+        task: str,
+        *,
+        callback_on_step_end: Callable[["OMFAPipeline", int, float, dict], dict | None] | None = None,
+        **kwargs: Any,
+    ) -> OMFAOutput:
+        """Run a task to the end. `callback_on_step_end(pipe, step, timestep, {"x0": images})`
+        follows the diffusers convention; it may return {"stop": True} to end early."""
+        last = None
+        for preview in self.stream(task, **kwargs):
+            last = preview
+            if callback_on_step_end is not None:
+                out = callback_on_step_end(self, preview.step, preview.timestep, {"x0": preview.images})
+                if out and out.get("stop"):
+                    break
+        return OMFAOutput(last.images, task, {"steps": last.step + 1})
+
+    # -- the tasks -------------------------------------------------------------
+
+    @staticmethod
+    def try_on_task(upper: Any, lower: Any) -> str:
+        if upper is not None and lower is not None:
+            return "outfit"
+        if upper is not None:
+            return "try_on_upper"
+        if lower is not None:
+            return "try_on_lower"
+        raise ValueError("try-on needs a garment: pass upper=... and/or lower=...")
+
+    @staticmethod
+    def try_off_task(which: str) -> str:
+        tasks = {"upper": "try_off_upper", "lower": "try_off_lower", "both": "try_off_outfit"}
+        if which not in tasks:
+            raise ValueError(f"which must be one of {', '.join(tasks)}, got {which!r}")
+        return tasks[which]
+
+    def try_on(self, reference: ImageInput, pose: ImageInput, upper: ImageInput | None = None,
+               lower: ImageInput | None = None, **kwargs: Any) -> OMFAOutput:
+        """The portrait's person wearing the given garment(s) in the pose of `pose`."""
+        return self(self.try_on_task(upper, lower), reference=reference, upper=upper, lower=lower, pose=pose,
+                    **kwargs)
+
+    def outfit(self, reference: ImageInput, upper: ImageInput, lower: ImageInput, pose: ImageInput,
+               **kwargs: Any) -> OMFAOutput:
+        """Both garments at once."""
+        return self("outfit", reference=reference, upper=upper, lower=lower, pose=pose, **kwargs)
+
+    def try_off(self, dressed: ImageInput, which: str = "upper", **kwargs: Any) -> OMFAOutput:
+        """The flat shop image(s) of what the dressed person wears."""
+        return self(self.try_off_task(which), reference=dressed, **kwargs)
+
+    def stream_transfer(self, source: ImageInput, reference: ImageInput, pose: ImageInput, which: str = "upper",
+                        **kwargs: Any) -> Iterator[Preview]:
+        """Try-off from `source` (another person's photo), then try-on onto `reference`."""
+        garments: dict[str, Any] = {}
+        for p in self.stream(self.try_off_task(which), reference=source, **{**kwargs, "output_type": "pt"}):
+            p.stage = "try_off"
+            if p.final:
+                garments = p.images
+            yield self._as_pil(p, kwargs.get("output_type", "pil"))
+        for p in self.stream(self.try_on_task(garments.get("upper"), garments.get("lower")), reference=reference,
+                             pose=pose, upper=garments.get("upper"), lower=garments.get("lower"), **kwargs):
+            p.stage = "try_on"
+            yield p
+
+    @staticmethod
+    def _as_pil(p: Preview, output_type: str) -> Preview:
+        if output_type == "pil":
+            p.images = {s: PIL.Image.fromarray(tensor_to_image(x)) for s, x in p.images.items()}
+        return p
+
+    def transfer(self, source: ImageInput, reference: ImageInput, pose: ImageInput, which: str = "upper",
+                 **kwargs: Any) -> OMFAOutput:
+        """Put the garment another person wears onto the portrait's person."""
+        garments, last = {}, None
+        for p in self.stream_transfer(source, reference, pose, which, **kwargs):
+            if p.final and p.stage == "try_off":
+                garments = p.images
+            last = p
+        return OMFAOutput(last.images, last.task, {"garments": garments})
+
+    def stream_multiview(self, reference: ImageInput, poses: Sequence[ImageInput], *,
+                         upper: ImageInput | None = None, lower: ImageInput | None = None,
+                         seed: int = 0, **kwargs: Any) -> Iterator[Preview]:
+        """The same person (and outfit, or new garments if given) in several poses/views.
+
+        Each view has its own generator seeded `seed + view`, so a view does not
+        change when others are added; the conditions are encoded once and
+        shared through the cache.
+        """
+        if not poses:
+            raise ValueError("multiview needs at least one pose map; pass poses=[...]")
+        if "generator" in kwargs:
+            raise ValueError("multiview seeds each view itself; pass seed=... instead of generator=...")
+        task = "multiview" if upper is None and lower is None else self.try_on_task(upper, lower)
+        for view, pose in enumerate(poses):
+            generator = torch.Generator(self.device).manual_seed(seed + view)
+            for p in self.stream(task, reference=reference, upper=upper, lower=lower, pose=pose,
+                                 generator=generator, **kwargs):
+                p.view = view
+                yield p
+
+    def multiview(self, reference: ImageInput, poses: Sequence[ImageInput], **kwargs: Any) -> list[OMFAOutput]:
+        """Final images of every view, in pose order."""
+        return [OMFAOutput(p.images, p.task, {"view": p.view})
+                for p in self.stream_multiview(reference, poses, **kwargs) if p.final]
+
+
+__all__ = ["OMFAPipeline", "OMFAOutput", "Preview", "SCHEDULERS", "SLOTS", "default_device"]
