@@ -76,3 +76,4 @@ class ConditionCache:
         with self._lock:
             self._entries.clear()
             self._bytes = 0
+            self.hits = self.misses = 0

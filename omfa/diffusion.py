@@ -143,11 +143,10 @@ def sample(
 
     `denoise(x_t, t)` gets the VP-scaled noisy targets and t in [0, 1] (a
     tensor of shape (B,)) and returns x0. The last step's preview is the
-    result: "linspace" spacing makes the last timestep 0, where the scheduler
-    step would only return that x0 again (DDIM with alpha_0 = 1 exactly, the
-    multistep solvers up to a correction we do not apply), so the streamed
-    preview and the output are the same tensor. Steps run from t = 999 (pure
-    noise) down to t = 0.
+    result: the final step runs the scheduler down to t = 0, where a sample is
+    its own x0, and yields that sample as the last preview, so the streamed
+    preview and the output are one tensor (DDIM with alpha_0 = 1 and Euler land
+    exactly on the model's x0; DPM-Solver++ adds its multistep correction).
     """
     if num_steps < 1:
         raise ValueError(f"num_inference_steps must be >= 1, got {num_steps}")
@@ -159,9 +158,9 @@ def sample(
         t_model = torch.full((shape[0],), float(t) / NUM_TRAIN_TIMESTEPS, device=device)
         x0 = denoise(x_in, t_model)
         last = i == len(timesteps) - 1
-        yield SampleStep(i, len(timesteps), float(t), x, x0, last)
-        if not last:
-            x = scheduler.step(x0, t, x, generator=generator).prev_sample
+        x_next = scheduler.step(x0, t, x, generator=generator).prev_sample
+        yield SampleStep(i, len(timesteps), float(t), x, x_next if last else x0, last)
+        x = x_next
 
 
 def guided(x0_cond: torch.Tensor, x0_uncond: torch.Tensor, scale: float) -> torch.Tensor:

@@ -94,7 +94,7 @@ class OMFAPipeline(DiffusionPipeline):
         auto_device, auto_dtype = default_device()
         device = torch.device(device) if device is not None else auto_device
         dtype = dtype or (auto_dtype if device.type == "cuda" else torch.float32)
-        pipe = cls.from_pretrained(path, torch_dtype=dtype, use_safetensors=True, local_files_only=True)
+        pipe = cls.from_pretrained(path, dtype=dtype, use_safetensors=True, local_files_only=True)
         return pipe.to(device)
 
     # -- inputs --------------------------------------------------------------

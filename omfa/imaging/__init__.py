@@ -1,0 +1,1 @@
+"""Preprocessing of user uploads (WIP)."""
