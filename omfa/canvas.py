@@ -12,8 +12,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported where tensors are made, so `import omfa.canvas` stays light
+    import torch
 
 # Every slot image has this size (height, width) in pixels. 128x96 keeps the
 # person at least 96 px tall (a whole body in a 4:3 portrait frame).
@@ -103,6 +107,8 @@ def get_task(name: str) -> Task:
 
 def image_to_tensor(image: np.ndarray) -> torch.Tensor:
     """uint8 (H, W, 3) -> float32 (3, H, W) in [-1, 1]."""
+    import torch
+
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected a uint8 RGB array of shape (H, W, 3), got {image.dtype} {image.shape}")
     return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div(127.5).sub(1.0)
@@ -145,6 +151,8 @@ def example_from_sample(sample: dict, task_name: str, rng: np.random.Generator) 
     and `roles` (S,) long. `rng` picks among equivalent fillings (which dressed
     image feeds a try-off).
     """
+    import torch
+
     task = get_task(task_name)
     h, w = sample["reference"].shape[:2]
     filled: dict[str, np.ndarray] = {}

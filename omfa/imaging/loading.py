@@ -25,11 +25,16 @@ from PIL import Image, ImageCms, UnidentifiedImageError
 from omfa.canvas import BACKGROUND_RGB
 
 # Raster formats Pillow may parse. Everything else (EPS, PDF, ICO, PSD, ...)
-# is refused before a decoder runs. MPO is the multi-picture JPEG of cameras.
-ALLOWED_FORMATS: tuple[str, ...] = ("PNG", "JPEG", "MPO", "WEBP", "GIF", "BMP", "TIFF", "AVIF")
+# is refused before a decoder runs. The JPEG parser also yields "MPO", the
+# multi-picture JPEG of cameras.
+ALLOWED_FORMATS: tuple[str, ...] = ("PNG", "JPEG", "WEBP", "GIF", "BMP", "TIFF", "AVIF")
+_DECODED_FORMATS = ALLOWED_FORMATS + ("MPO",)
 
 DEFAULT_MAX_BYTES = 25 * 2**20
-DEFAULT_MAX_PIXELS = 40_000_000  # 40 MP, a large phone photo; RGBA decode = 160 MB
+# Pixels actually decoded: 16 MP of PNG or WebP decode in under 1 s and take
+# 64 MB as RGBA; JPEGs are decoded at reduced scale, so a 16x larger JPEG
+# (up to Pillow's own bomb limit of 179 MP) still fits.
+DEFAULT_MAX_PIXELS = 16_000_000
 DEFAULT_MAX_SIDE = 1024  # detectors and the 128x96 canvas need no more
 MIN_SIDE = 64
 MAX_ASPECT = 6.0
@@ -75,7 +80,8 @@ def load_image(
         source: encoded bytes, a file path, a PIL image or a numpy array
             (H, W), (H, W, 1|3|4) of uint8, uint16, bool or float in [0, 1].
         max_bytes: largest accepted file size.
-        max_pixels: largest accepted width * height, checked on the header.
+        max_pixels: largest number of pixels decoded, checked on the header
+            (JPEGs count after decoding at 1/2 to 1/8 scale).
         max_side: the result's longer side is downscaled to this.
         min_side: smallest accepted width or height.
         keep_alpha: return RGBA when the image has real transparency; by
@@ -90,16 +96,22 @@ def load_image(
     """
     if isinstance(source, np.ndarray):
         image = _from_array(source)
-        orientation = 1
     else:
         image = source if isinstance(source, Image.Image) else _open(_read(source, max_bytes))
-        if image.format is not None and image.format not in ALLOWED_FORMATS:
+        if image.format is not None and image.format not in _DECODED_FORMATS:
             raise ImageInputError(f"{image.format} images are not supported. {ASK}.")
-    _check_size(image.size, max_pixels, min_side)
+    width, height = image.size
+    _check_shape(width, height, min_side)
     try:
         if image.format in ("JPEG", "MPO"):
-            # Decode at 1/2, 1/4 or 1/8 scale when that still covers max_side.
+            # Decode at 1/2, 1/4 or 1/8 scale when that still covers max_side:
+            # a 48 MP JPEG then costs what a 3 MP one does.
             image.draft(None, (max_side, max_side))
+        if image.width * image.height > max_pixels:
+            raise ImageInputError(
+                f"the image is {width}x{height} px ({width * height / 1e6:.0f} MP), too large to "
+                f"decode (limit {max_pixels / 1e6:.0f} MP after JPEG downscaling). Downscale it; "
+                "about 2000 px on the long side is plenty.")
         image.load()
         orientation = _orientation(image) if image.format else 1
         image = _to_rgb_or_rgba(image)
@@ -133,8 +145,12 @@ def _read(source: bytes | bytearray | memoryview | str | os.PathLike, max_bytes:
         data = bytes(source)
     elif isinstance(source, (str, os.PathLike)):
         path = Path(source)
-        if not path.is_file():
-            raise ImageInputError(f"no image file at '{path.name}'. {ASK}.")
+        try:
+            found = path.is_file()
+        except (OSError, ValueError):  # a name with a NUL byte, too long, ...
+            found = False
+        if not found:
+            raise ImageInputError(f"no image file at '{path.name[:80]}'. {ASK}.")
         size = path.stat().st_size
         if size > max_bytes:
             raise ImageInputError(_too_many_bytes(size, max_bytes))
@@ -152,8 +168,14 @@ def _read(source: bytes | bytearray | memoryview | str | os.PathLike, max_bytes:
 
 
 def _too_many_bytes(size: int, max_bytes: int) -> str:
-    return (f"the file is {size / 2**20:.1f} MB; the limit is {max_bytes / 2**20:.0f} MB. "
+    return (f"the file is {_human(size)}; the limit is {_human(max_bytes)}. "
             "Upload a smaller JPEG (a photo of about 2000 px is plenty).")
+
+
+def _human(n_bytes: int) -> str:
+    if n_bytes < 2**20:
+        return f"{n_bytes} bytes"
+    return f"{n_bytes / 2**20:.1f} MB"
 
 
 def _sniff_unsupported(data: bytes) -> str | None:
@@ -182,18 +204,15 @@ def _open(data: bytes) -> Image.Image:
     except UnidentifiedImageError as err:
         raise ImageInputError(f"the file is not a recognised image. {ASK}.") from err
     except Image.DecompressionBombError as err:
-        raise ImageInputError(f"the image declares far too many pixels ({err}). {ASK}.") from err
+        raise ImageInputError(
+            "the image declares hundreds of megapixels (a decompression bomb?). Upload a photo "
+            "of at most a few thousand pixels per side.") from err
     except Exception as err:
         raise ImageInputError(
             f"the image header is damaged ({type(err).__name__}). {ASK}.") from err
 
 
-def _check_size(size: tuple[int, int], max_pixels: int, min_side: int) -> None:
-    width, height = size
-    if width * height > max_pixels:
-        raise ImageInputError(
-            f"the image is {width}x{height} px ({width * height / 1e6:.0f} MP); the limit is "
-            f"{max_pixels / 1e6:.0f} MP. Downscale it (about 2000 px on the long side is plenty).")
+def _check_shape(width: int, height: int, min_side: int) -> None:
     if min(width, height) < min_side:
         raise ImageInputError(
             f"the image is {width}x{height} px; need at least {min_side}x{min_side}. "

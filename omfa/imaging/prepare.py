@@ -1,0 +1,216 @@
+"""From an upload to a canvas slot: the portrait (``reference``) and the garment source.
+
+``prepare_portrait`` loads the photo, finds exactly one person, cuts the
+background away and places the person on the white canvas at the fixed
+person scale; it returns the BlazePose landmarks for the pose estimator.
+``prepare_garment`` tells a flat garment photo from a photo of a dressed
+person (a body pose or a face is found or not): a flat garment is cut out and
+centred like a shop image; a dressed person is prepared like a portrait, and
+the pipeline extracts the garment with try-off before trying it on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from omfa.canvas import BACKGROUND_RGB, CANVAS_HW
+from omfa.imaging.framing import (
+    MIN_VISIBILITY,
+    FramingError,
+    Placement,
+    frame_object,
+    frame_person,
+)
+from omfa.imaging.loading import ImageInputError, ImageSource, flatten_alpha, load_image
+from omfa.imaging.matting import (
+    U2NetP,
+    composite,
+    default_u2netp,
+    foreground_box,
+    remove_background,
+)
+from omfa.mediapipe_models import (
+    POSE_LANDMARK_NAMES,
+    MediapipeModels,
+    People,
+    PoseLandmarks,
+    default_models,
+)
+
+# A cut-out covering less than this fraction of the photo is nothing; more
+# than the upper bound means no background was told apart.
+MIN_FOREGROUND, MAX_FOREGROUND = 0.005, 0.97
+# The person must be at least this tall in the photo (pixels, head to soles,
+# estimated): below it the canvas would show an upscaled blur.
+MIN_PERSON_HEIGHT = 96
+_SHOULDERS = [POSE_LANDMARK_NAMES.index("left_shoulder"), POSE_LANDMARK_NAMES.index("right_shoulder")]
+_METHOD_NAMES = {"u2netp": "U^2-Net (u2netp)", "selfie": "MediaPipe selfie segmentation",
+                 "alpha": "the upload's own transparency"}
+
+
+@dataclass(frozen=True)
+class PreparedPortrait:
+    """A portrait placed on the canvas as the ``reference`` slot.
+
+    Attributes:
+        image: (H, W, 3) uint8 on the white background, (H, W) = CANVAS_HW.
+        alpha: (H, W) float32 person matte on the canvas.
+        pose: BlazePose landmarks of the person in the loaded photo.
+        keypoints: (33, 2) float32 landmark pixels on the canvas.
+        full_body: head to feet were in the photo.
+        info: sentences for the user (framing, background method).
+    """
+
+    image: np.ndarray
+    alpha: np.ndarray
+    pose: PoseLandmarks
+    keypoints: np.ndarray
+    full_body: bool
+    info: str
+
+
+@dataclass(frozen=True)
+class PreparedGarment:
+    """A garment source.
+
+    Attributes:
+        kind: "flat" (a garment photo) or "person" (a dressed person, to be
+            passed through try-off first).
+        image: (H, W, 3) uint8 canvas: the centred garment for "flat", the
+            person as a reference slot for "person".
+        alpha: (H, W) float32 matte on the canvas.
+        portrait: the prepared person when kind == "person", else None.
+        info: sentences for the user.
+    """
+
+    kind: str
+    image: np.ndarray
+    alpha: np.ndarray
+    portrait: PreparedPortrait | None
+    info: str
+
+
+def warm_up(mediapipe: MediapipeModels | None = None, u2netp: U2NetP | None = None) -> None:
+    """Build and run every model once (about 1 s of CPU), so that a server's
+    first upload is as fast as the next ones."""
+    blank = np.full((256, 192, 3), 255, np.uint8)
+    (mediapipe or default_models()).people(blank)
+    (u2netp or default_u2netp()).probability(blank)
+
+
+def place_on_canvas(rgb: np.ndarray, alpha: np.ndarray, placement: Placement,
+                    canvas_hw: tuple[int, int] = CANVAS_HW) -> tuple[np.ndarray, np.ndarray]:
+    """Resample a cut-out onto the white canvas.
+
+    Args:
+        rgb: (h, w, 3) uint8 source; alpha: (h, w) float32 matte.
+        placement: source pixels to canvas pixels.
+
+    Returns:
+        canvas rgb (H, W, 3) uint8 composited on white, canvas alpha (H, W) float32.
+    """
+    ch, cw = canvas_hw
+    h, w = alpha.shape
+    s, (ox, oy) = placement.scale, placement.offset
+    # The canvas rectangle covered by the source, in whole canvas pixels.
+    x0, y0 = max(0, int(np.ceil(ox))), max(0, int(np.ceil(oy)))
+    x1, y1 = min(cw, int(np.floor(ox + s * w))), min(ch, int(np.floor(oy + s * h)))
+    out_rgb = np.zeros((ch, cw, 3), np.uint8)
+    out_alpha = np.zeros((ch, cw), np.float32)
+    if x1 > x0 and y1 > y0:
+        box = tuple(float(np.clip(v, 0, lim)) for v, lim in (
+            ((x0 - ox) / s, w), ((y0 - oy) / s, h), ((x1 - ox) / s, w), ((y1 - oy) / s, h)))
+        rgba = Image.fromarray(np.dstack([rgb, np.rint(alpha * 255).astype(np.uint8)]))
+        # Pillow resamples RGBA premultiplied: background colours do not bleed
+        # into the edges.
+        patch = np.asarray(rgba.resize((x1 - x0, y1 - y0), Image.Resampling.LANCZOS, box=box))
+        out_rgb[y0:y1, x0:x1] = patch[..., :3]
+        out_alpha[y0:y1, x0:x1] = patch[..., 3] / 255.0
+    return composite(out_rgb, out_alpha, BACKGROUND_RGB), out_alpha
+
+
+def _one_person(count: int, what: str) -> None:
+    if count > 1:
+        raise ImageInputError(
+            f"the {what} shows {count} people; upload a photo of one person alone (or crop it)")
+
+
+def _portrait_from_rgb(rgb: np.ndarray, people: People, mediapipe: MediapipeModels,
+                       u2netp: U2NetP | None, what: str) -> PreparedPortrait:
+    """Cut out and frame the one person of ``rgb`` (H, W, 3) found as ``people``."""
+    _one_person(people.count, what)
+    if people.pose is None:
+        raise ImageInputError(
+            f"no person found in the {what}; upload a photo of one person seen from the front, "
+            "at least from the head down to the chest")
+    cut = remove_background(rgb, u2netp=u2netp, mediapipe=mediapipe)
+    h, w = rgb.shape[:2]
+    xy = people.pose.pixel_xy(h, w)
+    try:
+        frame = frame_person(xy, people.pose.visibility, cut.alpha, CANVAS_HW)
+    except FramingError as err:
+        raise ImageInputError(f"{what}: {err}") from err
+    if frame.height_px < MIN_PERSON_HEIGHT:
+        raise ImageInputError(
+            f"the person in the {what} is only about {frame.height_px:.0f} px tall; upload a "
+            f"larger or closer photo (at least {MIN_PERSON_HEIGHT} px from head to feet)")
+    image, alpha = place_on_canvas(cut.rgb, cut.alpha, frame.placement)
+    info = f"{frame.note} Background removed with {_METHOD_NAMES[cut.method]}."
+    return PreparedPortrait(image, alpha, people.pose, frame.placement.apply(xy),
+                            frame.full_body, info)
+
+
+def prepare_portrait(source: ImageSource, *, mediapipe: MediapipeModels | None = None,
+                     u2netp: U2NetP | None = None) -> PreparedPortrait:
+    """Load a portrait and place its one person on the canvas (the ``reference`` slot).
+
+    Raises:
+        ImageInputError: unreadable upload, no person, several people, or too
+            little of the person visible; the message says what to upload.
+    """
+    mediapipe = mediapipe or default_models()
+    rgb = np.asarray(load_image(source))
+    return _portrait_from_rgb(rgb, mediapipe.people(rgb), mediapipe, u2netp, "portrait")
+
+
+def prepare_garment(source: ImageSource, *, mediapipe: MediapipeModels | None = None,
+                    u2netp: U2NetP | None = None) -> PreparedGarment:
+    """Load a garment source and decide whether it is a flat garment or a dressed person.
+
+    A photo counts as a dressed person when a body pose with both shoulders
+    visible is found in it.
+
+    Raises:
+        ImageInputError: unreadable upload, several people, or no garment found.
+    """
+    mediapipe = mediapipe or default_models()
+    loaded = load_image(source, keep_alpha=True)
+    rgb = np.asarray(flatten_alpha(loaded) if loaded.mode == "RGBA" else loaded)
+    people = mediapipe.people(rgb)
+    _one_person(people.count, "garment photo")
+    if people.pose is not None and bool((people.pose.visibility[_SHOULDERS] > MIN_VISIBILITY).all()):
+        portrait = _portrait_from_rgb(rgb, people, mediapipe, u2netp, "garment photo")
+        return PreparedGarment("person", portrait.image, portrait.alpha, portrait,
+                               "A dressed person: the garment is extracted first (try-off). "
+                               + portrait.info)
+    if people.count:
+        raise ImageInputError(
+            "the garment photo shows a person but not their upper body; upload the garment laid "
+            "flat, or a photo of someone wearing it from the head down to at least the hips")
+    cut = remove_background(np.asarray(loaded), u2netp=u2netp, mediapipe=mediapipe)
+    covered = float((cut.alpha > 0.5).mean())
+    if covered < MIN_FOREGROUND:
+        raise ImageInputError(
+            "no garment found in the garment photo; upload a photo of the garment laid flat or "
+            "on a hanger, against a plain background")
+    if covered > MAX_FOREGROUND:
+        raise ImageInputError(
+            "the garment photo shows no background around the garment; upload a photo with "
+            "the whole garment visible on a plain background")
+    box = foreground_box(cut.alpha)
+    image, alpha = place_on_canvas(cut.rgb, cut.alpha, frame_object(box, CANVAS_HW))
+    return PreparedGarment("flat", image, alpha, None,
+                           f"Flat garment. Background removed with {_METHOD_NAMES[cut.method]}.")
