@@ -67,22 +67,31 @@ class TaskSampler:
     """Samples (task, batch) pairs; holds the dataset's per-task index lists."""
 
     def __init__(self, dataset, tasks: tuple[str, ...], weights: dict):
-        self.dataset = dataset
-        supports: dict[str, list[int]] = {t: [] for t in tasks}
-        for i in range(len(dataset)):
+        self.dataset, self.task_filter, self.weights = dataset, tasks, weights
+        self.indexed = 0
+        self.supports_lists: dict[str, list[int]] = {t: [] for t in tasks}
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Index samples added since the last call (a dataset still being generated grows)."""
+        if hasattr(self.dataset, "refresh"):
+            self.dataset.refresh()
+        for i in range(self.indexed, len(self.dataset)):
             for t in sample_tasks(self._meta_view(i)):
-                if t in supports:
-                    supports[t].append(i)
-        self.supports = {t: np.array(ix) for t, ix in supports.items() if ix}
+                if t in self.supports_lists:
+                    self.supports_lists[t].append(i)
+        self.indexed = len(self.dataset)
+        self.supports = {t: np.array(ix) for t, ix in self.supports_lists.items() if ix}
         if not self.supports:
-            raise ValueError(f"no sample in the dataset supports any of the tasks {tasks}")
+            raise ValueError(f"no sample in the dataset supports any of the tasks {self.task_filter}")
         names = list(self.supports)
-        w = np.array([weights.get(t, 1.0) for t in names], dtype=np.float64)
+        w = np.array([self.weights.get(t, 1.0) for t in names], dtype=np.float64)
         self.tasks, self.probs = names, w / w.sum()
 
     def _meta_view(self, i: int) -> dict:
-        item = self.dataset.meta(i) if hasattr(self.dataset, "meta") else self.dataset[i]
-        return item if "meta" in item or "tasks" in item else {"meta": item}
+        if hasattr(self.dataset, "read_member"):  # shards: read the small JSON member only
+            return {"meta": json.loads(self.dataset.read_member(i, "meta"))}
+        return self.dataset[i]
 
     def draw(self, rng: np.random.Generator, batch_size: int) -> tuple[str, list[dict]]:
         task = self.tasks[int(rng.choice(len(self.tasks), p=self.probs))]
@@ -191,6 +200,8 @@ def train(cfg: TrainConfig, dataset, out: Path, *, max_minutes: float | None = N
     running: dict[str, list[float]] = {t: [] for t in sampler.tasks}
     start, history, first_step = time.time(), [], step
     while step < cfg.steps:
+        if step % 250 == 0 and step > first_step:
+            sampler.refresh()
         # 1. a task and a batch of samples that support it
         task, samples = sampler.draw(rng, cfg.batch_size)
         batch = collate(task, samples, rng)
@@ -207,7 +218,7 @@ def train(cfg: TrainConfig, dataset, out: Path, *, max_minutes: float | None = N
         opt.zero_grad(set_to_none=True)
         ema_update(ema, accelerator.unwrap_model(model), cfg.ema_decay)
         step += 1
-        running[task].append(loss.item())
+        running.setdefault(task, []).append(loss.item())
         if step % cfg.log_every == 0 and accelerator.is_main_process:
             means = {t: round(float(np.mean(v)), 5) for t, v in running.items() if v}
             history.append({"step": step, "loss": means, "minutes": round((time.time() - start) / 60, 2)})

@@ -219,21 +219,32 @@ def pattern_field(pattern: Pattern, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.zeros(a.shape)
 
 
+def fabric_panel_width(circumference_m: float, px_per_m: int = TEXTURE_PX_PER_M) -> int:
+    """Texels around a region: a multiple of 4 (OpenGL reads RGB rows 4-byte aligned)."""
+    return max(8, 4 * int(round(circumference_m * px_per_m / 4)))
+
+
 def fabric_panel(
     pattern: Pattern,
     circumference_m: float,
     length_m: float,
     prints: tuple[Print, ...] = (),
     px_per_m: int = TEXTURE_PX_PER_M,
+    width_px: int | None = None,
 ) -> np.ndarray:
     """Bake the fabric of one body region into an sRGB texture, uint8 (H, W, 3).
 
     Columns go once around the region (u = 0..1, seam at the back), rows along
     it (v = 0 at the top). The repeat around is stretched slightly so a whole
     number of periods fits; prints are drawn over the pattern at their spot.
+    `width_px` overrides the width (panels packed together share one width);
+    the height follows so texels stay square.
     """
-    width = max(8, int(round(circumference_m * px_per_m)))
-    height = max(8, int(round(length_m * px_per_m)))
+    width = fabric_panel_width(circumference_m, px_per_m) if width_px is None else int(width_px)
+    if width % 4:
+        raise GarmentSpecError(f"panel width {width} px is not a multiple of 4; OpenGL reads RGB rows 4-byte aligned")
+    # Square texels: a wider panel gets more rows too (mipmapping stays isotropic).
+    height = max(8, int(round(length_m * width / circumference_m)))
     repeats = max(1, int(round(circumference_m / pattern.period_m)))
     # 2x2 supersampling, then a box filter: smooth motif edges without blur.
     ss = 2

@@ -1,0 +1,204 @@
+"""Real-dataset loaders on small fixture folders in each dataset's exact layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from omfa.canvas import CANVAS_HW, TASKS
+from omfa.data.real import DeepFashionMultiModal, DressCode, RealDatasetError, VitonHD, fit_to_canvas
+
+# A drawn "photo": white background, skin-coloured head and arms, a red top and blue trousers.
+SKIN, TOP, BOTTOM = (225, 180, 150), (200, 30, 30), (30, 40, 160)
+
+
+def draw_person(size_wh: tuple[int, int], parsing_classes: dict[str, int]) -> tuple[Image.Image, Image.Image]:
+    """(RGB photo, P-mode parsing) of a block figure; regions in fractions of the image."""
+    w, h = size_wh
+    photo = np.full((h, w, 3), 255, np.uint8)
+    parsing = np.zeros((h, w), np.uint8)
+    regions = [("skin", SKIN, (0.42, 0.05, 0.58, 0.2)), ("top", TOP, (0.3, 0.2, 0.7, 0.55)),
+               ("bottom", BOTTOM, (0.33, 0.55, 0.67, 0.95))]  # fmt: skip
+    for name, color, (x0, y0, x1, y1) in regions:
+        photo[int(y0 * h) : int(y1 * h), int(x0 * w) : int(x1 * w)] = color
+        parsing[int(y0 * h) : int(y1 * h), int(x0 * w) : int(x1 * w)] = parsing_classes[name]
+    p = Image.fromarray(parsing, mode="L").convert("P")
+    return Image.fromarray(photo), p
+
+
+def garment_image(size_wh: tuple[int, int], color: tuple[int, int, int]) -> Image.Image:
+    w, h = size_wh
+    image = np.full((h, w, 3), 255, np.uint8)
+    image[h // 5 : 4 * h // 5, w // 4 : 3 * w // 4] = color
+    return Image.fromarray(image)
+
+
+@pytest.fixture()
+def viton_hd(tmp_path) -> Path:
+    root = tmp_path / "VITON-HD"
+    for split, names in (("train", ["00000_00", "00001_00"]), ("test", ["00891_00", "01430_00"])):
+        for sub in ("image", "cloth", "cloth-mask", "image-parse-v3", "openpose_json"):
+            (root / split / sub).mkdir(parents=True)
+        for name in names:
+            photo, parsing = draw_person((192, 256), {"skin": 13, "top": 5, "bottom": 9})
+            photo.save(root / split / "image" / f"{name}.jpg", quality=95)
+            parsing.save(root / split / "image-parse-v3" / f"{name}.png")
+            garment_image((192, 256), TOP).save(root / split / "cloth" / f"{name}.jpg", quality=95)
+        pairs = [f"{a}.jpg {a}.jpg" for a in names] if split == "train" else [f"{names[0]}.jpg {names[1]}.jpg"]
+        (root / f"{split}_pairs.txt").write_text("\n".join(pairs) + "\n")
+    return root
+
+
+@pytest.fixture()
+def dresscode(tmp_path) -> Path:
+    root = tmp_path / "DressCode"
+    for category in ("upper_body", "lower_body", "dresses"):
+        for sub in ("images", "label_maps", "keypoints", "skeletons", "dense"):
+            (root / category / sub).mkdir(parents=True)
+        for pid in ("013563", "013564"):
+            photo, parsing = draw_person((192, 256), {"skin": 11, "top": 4, "bottom": 6 if category != "dresses" else 7})
+            photo.save(root / category / "images" / f"{pid}_0.jpg", quality=95)
+            parsing.save(root / category / "label_maps" / f"{pid}_4.png")
+            color = BOTTOM if category == "lower_body" else TOP
+            garment_image((192, 256), color).save(root / category / "images" / f"{pid}_1.jpg", quality=95)
+        (root / category / "train_pairs.txt").write_text("013563_0.jpg 013563_1.jpg\n013564_0.jpg 013564_1.jpg\n")
+        (root / category / "test_pairs_paired.txt").write_text("013563_0.jpg 013563_1.jpg\n")
+        (root / category / "test_pairs_unpaired.txt").write_text("013563_0.jpg 013564_1.jpg\n")
+    return root
+
+
+@pytest.fixture()
+def deepfashion(tmp_path) -> Path:
+    root = tmp_path / "DeepFashion-MultiModal"
+    (root / "images").mkdir(parents=True)
+    (root / "segm").mkdir()
+    (root / "keypoints").mkdir()
+    names = ["MEN-Denim-id_00000080-01_1_front", "MEN-Denim-id_00000080-01_7_additional",
+             "WOMEN-Blouses_Shirts-id_00000001-02_1_front", "WOMEN-Blouses_Shirts-id_00000001-02_2_side",
+             "WOMEN-Blouses_Shirts-id_00000001-02_4_full"]  # fmt: skip
+    for name in names:
+        photo, parsing = draw_person((375, 550), {"skin": 15, "top": 1, "bottom": 5})  # the dataset's 750x1101 aspect
+        photo.save(root / "images" / f"{name}.jpg", quality=95)
+        parsing.save(root / "segm" / f"{name}_segm.png")
+    (root / "keypoints" / "keypoints_loc.txt").write_text("")
+    return root
+
+
+def check_sample(sample: dict) -> None:
+    """Keys of the synthetic format, at canvas size, and tasks the model knows."""
+    for key, value in sample.items():
+        if key in ("meta", "tasks"):
+            continue
+        assert value.shape[:2] == CANVAS_HW and value.dtype == np.uint8, key
+    assert all(task in TASKS for task in sample["tasks"])
+    for task in sample["tasks"]:
+        for slot in TASKS[task].targets + TASKS[task].conditions:
+            key = {"person": "person_same" if task == "multiview" else "person"}.get(slot, slot)
+            assert key in sample or f"{key}_a" in sample or f"{key}_b" in sample, (task, slot)
+
+
+def region_label(labels: np.ndarray, fx: float, fy: float) -> int:
+    h, w = labels.shape
+    return int(labels[int(fy * h), int(fx * w)])
+
+
+def test_viton_hd_paired_and_unpaired(viton_hd):
+    train = VitonHD(viton_hd, "train")
+    assert len(train) == 2
+    sample = train[1]
+    check_sample(sample)
+    assert sample["tasks"] == ["try_off_upper"] and sample["meta"]["person"] == "00001_00.jpg"
+    labels = sample["labels_reference"]
+    assert region_label(labels, 0.5, 0.35) == 3 and region_label(labels, 0.5, 0.8) == 4
+    assert region_label(labels, 0.5, 0.1) == 1 and region_label(labels, 0.05, 0.5) == 0
+    # The photo is the canvas's 4:3 already: a plain resize keeps the red top where the parsing says.
+    top = sample["reference"][labels == 3].astype(int).mean(axis=0)
+    assert np.abs(top - TOP).max() < 12
+    test = VitonHD(viton_hd, "test", pairs="unpaired")
+    unpaired = test[0]
+    check_sample(unpaired)
+    assert unpaired["tasks"] == [] and unpaired["meta"]["unpaired_tasks"] == ["try_on_upper"] and "upper_b" in unpaired
+
+
+def test_dresscode_categories_fill_their_slot(dresscode):
+    train = DressCode(dresscode, "train")
+    assert len(train) == 6
+    by_category = {train[i]["meta"]["category"]: train[i] for i in range(len(train))}
+    for sample in by_category.values():
+        check_sample(sample)
+    assert by_category["upper_body"]["tasks"] == ["try_off_upper"] and "upper_a" in by_category["upper_body"]
+    lower = by_category["lower_body"]
+    assert lower["tasks"] == ["try_off_lower"] and np.abs(lower["lower_a"][64, 48].astype(int) - BOTTOM).max() < 12
+    dress = by_category["dresses"]
+    assert dress["meta"]["dress"] and "upper_a" in dress and region_label(dress["labels_reference"], 0.5, 0.8) == 3
+    unpaired = DressCode(dresscode, "test", pairs="unpaired", categories=("lower_body",))[0]
+    assert unpaired["tasks"] == [] and unpaired["meta"]["garment"] == "013564_1.jpg" and "lower_b" in unpaired
+
+
+def test_deepfashion_pairs_views_of_one_outfit(deepfashion):
+    data = DeepFashionMultiModal(deepfashion)
+    assert len(data) == 2 + 6  # ordered pairs within each outfit: 2x1 and 3x2
+    outfits = {data[i]["meta"]["outfit"] for i in range(len(data))}
+    assert outfits == {"MEN-Denim-id_00000080-01", "WOMEN-Blouses_Shirts-id_00000001-02"}
+    sample = data[0]
+    check_sample(sample)
+    assert sample["tasks"] == ["multiview"] and sample["meta"]["reference"] != sample["meta"]["person"]
+    # 375x550 is narrower than 4:3: white bars left and right, label 0 there.
+    assert (sample["reference"][:, 0] == 255).all() and (sample["labels_reference"][:, 0] == 0).all()
+    assert region_label(sample["labels_person_same"], 0.5, 0.8) == 4
+    train, test = DeepFashionMultiModal(deepfashion, "train"), DeepFashionMultiModal(deepfashion, "test")
+    assert len(train) + len(test) == len(data)
+
+
+def test_fit_to_canvas_pads_then_resizes():
+    tall = Image.new("RGB", (100, 300), (10, 200, 10))
+    out = fit_to_canvas(tall)
+    assert out.shape == (*CANVAS_HW, 3)
+    assert (out[:, :20] == 255).all() and (out[:, 40:56] == (10, 200, 10)).all()
+    labels = fit_to_canvas(Image.fromarray(np.full((300, 100), 7, np.uint8)), labels=True)
+    assert set(np.unique(labels)) == {0, 7}
+
+
+def test_errors_name_the_path_and_layout(viton_hd, dresscode, deepfashion, tmp_path):
+    with pytest.raises(RealDatasetError, match=r"nowhere is not a folder; expected layout: ROOT/\{train,test\}_pairs"):
+        VitonHD(tmp_path / "nowhere")
+    (viton_hd / "train_pairs.txt").write_text("00000_00.jpg 00000_00.jpg extra\n")
+    with pytest.raises(RealDatasetError, match="train_pairs.txt line 1 has 3 fields"):
+        VitonHD(viton_hd, "train")
+    (viton_hd / "train_pairs.txt").write_text("00009_00.jpg 00009_00.jpg\n")
+    with pytest.raises(RealDatasetError, match=r"image/00009_00.jpg is missing"):
+        VitonHD(viton_hd, "train")[0]
+    (dresscode / "dresses" / "train_pairs.txt").unlink()
+    with pytest.raises(RealDatasetError, match=r"pair list .*dresses/train_pairs.txt is missing"):
+        DressCode(dresscode, "train")
+    with pytest.raises(RealDatasetError, match="unpaired lists for the test split only"):
+        DressCode(dresscode, "train", pairs="unpaired")
+    Image.new("RGB", (8, 8)).save(deepfashion / "images" / "holiday.jpg")
+    with pytest.raises(RealDatasetError, match="holiday.jpg does not follow the naming"):
+        DeepFashionMultiModal(deepfashion)
+    (deepfashion / "images" / "MEN-Denim-id_00000080-01_1_front.jpg").write_bytes(b"not a jpeg")
+    (deepfashion / "images" / "holiday.jpg").unlink()
+    with pytest.raises(RealDatasetError, match="is not a readable image"):
+        DeepFashionMultiModal(deepfashion)[0]
+
+
+@pytest.mark.slow
+def test_pose_from_the_estimator_on_a_real_photograph(viton_hd):
+    """The astronaut photo (scikit-image) as a VITON-HD person: the estimator fills `pose_ref`."""
+    from skimage import data
+
+    from omfa.data.real import estimator_pose_fn
+    from omfa.pose.render import PALETTE
+
+    astronaut = Image.fromarray(data.astronaut()).resize((384, 512))
+    astronaut.save(viton_hd / "train" / "image" / "00000_00.jpg", quality=95)
+    sample = VitonHD(viton_hd, "train", pose_fn=estimator_pose_fn())[0]
+    pose = sample["pose_ref"]
+    assert pose.shape == (*CANVAS_HW, 3)
+    body = pose.any(axis=2)
+    assert 0.03 < body.mean() < 0.5
+    colours = {tuple(c) for c in pose[body]}
+    assert colours <= {tuple(c) for c in PALETTE}
