@@ -51,7 +51,7 @@ class TrainConfig:
     mixed_precision: str = "bf16"  # bf16 autocast is 2-4x faster on AVX512-bf16 CPUs and on GPUs
     seed: int = 0
     log_every: int = 50
-    save_every: int = 500
+    save_every: int = 100
 
 
 CONFIGS: dict[str, TrainConfig] = {
