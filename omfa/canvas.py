@@ -116,6 +116,8 @@ def image_to_tensor(image: np.ndarray) -> torch.Tensor:
 
 def tensor_to_image(x: torch.Tensor) -> np.ndarray:
     """float (3, H, W) in [-1, 1] -> uint8 (H, W, 3). Values outside are clipped."""
+    import torch
+
     if x.ndim != 3 or x.shape[0] != 3:
         raise ValueError(f"expected a tensor of shape (3, H, W), got {tuple(x.shape)}")
     x = x.detach().float().clamp(-1, 1).add(1).mul(127.5).round()

@@ -1,0 +1,79 @@
+"""Launch OMFA Studio (also the entry point of a Hugging Face Space).
+
+    python app.py [--model DIR] [--host 0.0.0.0] [--port 7860]
+
+The model is the shipped checkpoint (assets/omfa-tiny) unless --model or
+$OMFA_MODEL names another folder written by `save_pretrained`. It runs on CUDA
+when present, else on the CPU; nothing is downloaded. On a ZeroGPU Space the
+runs are wrapped in `spaces.GPU` (only when the `spaces` package is installed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+try:  # must come before torch initialises CUDA on a ZeroGPU Space
+    import spaces
+except ImportError:
+    spaces = None
+
+import gradio as gr  # noqa: E402
+
+MAX_UPLOAD = "25mb"  # the preprocessing's own limit (omfa.imaging.loading)
+QUEUE_SIZE = 32  # waiting runs; more are turned away with "queue full"
+
+
+def gpu_decorator() -> Callable[[Callable], Callable] | None:
+    """`spaces.GPU` when the `spaces` package is installed (Hugging Face Spaces), else None."""
+    return spaces.GPU if spaces is not None else None
+
+
+def build(model: str | os.PathLike | None = None) -> gr.Blocks:
+    """Load the pipeline and build the queued app (not launched)."""
+    from omfa.pipeline import DEFAULT_MODEL_DIR, OMFAPipeline
+    from omfa.ui import create_demo
+    from omfa.ui_context import AppContext
+
+    path = Path(model or os.environ.get("OMFA_MODEL") or DEFAULT_MODEL_DIR)
+    pipe = OMFAPipeline.load(path)
+    context = AppContext(pipe, gpu=gpu_decorator())
+    context.warm_up()
+    card = path / "README.md"
+    demo = create_demo(pipe, model_card=card.read_text(encoding="utf-8") if card.is_file() else None,
+                       context=context)  # fmt: skip
+    # One run at a time on a CPU (a second would only halve the speed of both); two on a GPU.
+    return demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=2 if pipe.device.type == "cuda" else 1)
+
+
+def launch_kwargs() -> dict:
+    """Upload limit, the one folder of local files the app may serve (its examples), an offline theme."""
+    from omfa.ui import theme
+    from omfa.ui_context import EXAMPLES_DIR
+
+    return {"max_file_size": MAX_UPLOAD, "allowed_paths": [str(EXAMPLES_DIR)], "theme": theme()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="OMFA Studio: virtual try-on, try-off and any pose.")
+    parser.add_argument("--model", default=None, help="checkpoint folder (default: $OMFA_MODEL or assets/omfa-tiny)")
+    parser.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1, or $GRADIO_SERVER_NAME)")
+    parser.add_argument("--port", type=int, default=None, help="port (default 7860, or $GRADIO_SERVER_PORT)")
+    args = parser.parse_args(argv)
+    try:
+        demo = build(args.model)
+    except ValueError as error:  # a missing or broken checkpoint: say which and how to get one
+        print(f"app.py: {error}", file=sys.stderr)
+        return 2
+    demo.launch(server_name=args.host, server_port=args.port, **launch_kwargs())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

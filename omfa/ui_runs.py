@@ -1,0 +1,223 @@
+"""The app's runs as generators of screen updates: try-on, try-off, outfit, pose gallery.
+
+Each run prepares its uploads, renders the target pose, then streams every
+denoising step's Tweedie x0 estimate (the pipeline's `Preview`) as a
+`Frame`: the images to show so far, a status line "step k/N" and the
+fraction of the run done. A dressed person given as a garment source goes
+through try-off first; the extracted garment is shown while it forms and is
+then worn. Nothing here knows Gradio: `omfa.ui` maps frames onto widgets,
+and closing a run's generator stops it within one denoising step.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from omfa.imaging import ImageInputError
+from omfa.pose.body import Pose
+from omfa.ui_context import AppContext, PoseState, display
+from omfa.ui_sampling import RunSettings, Stage, StageStep
+
+# Where the target pose of a try-on comes from (value -> label).
+POSE_SOURCES: dict[str, str] = {
+    "portrait": "Keep the portrait's pose",
+    "preset": "A preset",
+    "studio": "The Pose Studio's pose",
+}
+GARMENT_SLOTS: dict[str, str] = {"upper": "Top", "lower": "Bottom", "both": "Both (from a dressed person)"}
+GALLERY_TURNS: tuple[int, ...] = (0, 45, 90, 135, 180, -135, -90, -45)
+MAX_VIEWS = 12
+
+
+class RunInputError(ValueError):
+    """A combination of inputs that a run cannot use; the message is meant for the user."""
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One screen update of a run.
+
+    images: output name -> (H, W, 3) uint8 at display size; names are "result",
+    "reference" (the portrait as the model sees it), "upper", "lower" (garments
+    worn, extracted or taken off) and "pose" (the target pose map).
+    gallery: finished views of a pose gallery, (image, caption) in order.
+    """
+
+    status: str
+    progress: float
+    images: Mapping[str, np.ndarray]
+    gallery: tuple[tuple[np.ndarray, str], ...] = ()
+    done: bool = False
+
+
+@dataclass(frozen=True)
+class PoseChoice:
+    """The target pose of a try-on: `source` is a key of POSE_SOURCES; `turn_deg` turns the view."""
+
+    source: str = "preset"
+    preset: str = "a_pose"
+    turn_deg: float = 0.0
+    studio: PoseState | None = None
+
+    def __post_init__(self) -> None:
+        if self.source not in POSE_SOURCES:
+            raise RunInputError(f"pose source is {self.source!r}; choose one of {', '.join(POSE_SOURCES)}")
+
+
+@dataclass
+class _Run:
+    """Bookkeeping of one run: images shown so far and denoising steps done of the total."""
+
+    total_steps: int
+    images: dict[str, np.ndarray] = field(default_factory=dict)
+    steps_done: int = 0
+    started: float = field(default_factory=time.perf_counter)
+
+    def frame(self, status: str, *, gallery: Sequence[tuple[np.ndarray, str]] = (), done: bool = False) -> Frame:
+        progress = 1.0 if done else min(self.steps_done / max(self.total_steps, 1), 1.0)
+        return Frame(status, progress, dict(self.images), tuple(gallery), done)
+
+    def finish(self, what: str, gallery: Sequence[tuple[np.ndarray, str]] = ()) -> Frame:
+        return self.frame(f"{what} done in {time.perf_counter() - self.started:.1f} s", gallery=gallery, done=True)
+
+
+def _play(run: _Run, stages: Sequence[Stage], steps: Iterator[StageStep]) -> Iterator[Frame]:
+    """Show every sampled step: its images enlarged, the status "<stage label>: step k/N"."""
+    try:
+        for step in steps:
+            run.images.update({name: display(image) for name, image in step.images.items()})
+            run.steps_done += 1
+            yield run.frame(f"{stages[step.stage].label}: step {step.step + 1}/{step.num_steps}")
+    finally:
+        steps.close()  # a stopped run stops sampling (also when sampling runs in a GPU worker)
+
+
+def target_pose(ctx: AppContext, choice: PoseChoice, portrait: Any) -> tuple[Pose, float, str]:
+    """(pose, view yaw in degrees, a description) for a try-on's target."""
+    if choice.source == "portrait":
+        return ctx.photo_pose(portrait), choice.turn_deg, "the portrait's pose"
+    if choice.source == "studio":
+        if choice.studio is None:
+            raise RunInputError("no Pose Studio pose yet; open the Pose Studio tab and pick or edit a pose")
+        state = choice.studio
+        return state.pose, state.yaw_deg + choice.turn_deg, f"the Pose Studio's pose ({state.name or 'edited'})"
+    preset = ctx.preset(choice.preset)
+    return preset.pose, preset.yaw_deg + choice.turn_deg, f"the preset '{preset.label}'"
+
+
+def stream_try_on(ctx: AppContext, portrait: Any, sources: Sequence[tuple[Any, str]], choice: PoseChoice,
+                  settings: RunSettings) -> Iterator[Frame]:  # fmt: skip
+    """The portrait's person wearing garments from `sources`, in the chosen pose.
+
+    sources: (garment photo, what to take) pairs; what to take is "upper",
+    "lower", or "both" (a dressed person's whole outfit). A flat garment is worn
+    as it is; a dressed person's garment is extracted by try-off first.
+    """
+    pipe = ctx.pipe
+    run = _Run(settings.steps)
+    yield run.frame("Preparing the portrait and the garments...")
+    prepared = ctx.portrait(portrait)
+    run.images["reference"] = display(prepared.image)
+    worn: dict[str, np.ndarray] = {}
+    stages: list[Stage] = []
+    claimed: set[str] = set()
+    for source, which in sources:
+        if which not in GARMENT_SLOTS:
+            raise RunInputError(f"garment part is {which!r}; choose one of {', '.join(GARMENT_SLOTS)}")
+        slots = ("upper", "lower") if which == "both" else (which,)
+        if claimed & set(slots):
+            raise RunInputError(f"two garments were given for the {min(claimed & set(slots))}; "
+                                "give one top and one bottom")  # fmt: skip
+        claimed.update(slots)
+        garment = ctx.garment(source)
+        if garment.kind == "flat":
+            if which == "both":
+                raise RunInputError("a flat garment photo shows one garment; choose 'Top' or 'Bottom' "
+                                    "(or use the Outfit tab for a top and a bottom)")  # fmt: skip
+            worn[which] = garment.image
+            run.images[which] = display(garment.image)
+        else:  # a dressed person: take the garment off first, then wear it
+            stages.append(Stage(pipe.try_off_task(which), {"reference": garment.image},
+                                "Extracting the garment (try-off)", {s: s for s in slots}, carry=True))  # fmt: skip
+    if not claimed:
+        raise RunInputError("no garment given; upload a garment photo or a photo of a person wearing it")
+    pose, yaw, described = target_pose(ctx, choice, portrait)
+    pose_map = ctx.pose_map(pose, yaw)
+    run.images["pose"] = display(pose_map)
+    task = pipe.try_on_task(True if "upper" in claimed else None, True if "lower" in claimed else None)
+    stages.append(Stage(task, {"reference": prepared.image, "pose": pose_map, **worn}, "Try-on",
+                        {"person": "result"}))  # fmt: skip
+    run.total_steps = settings.steps * len(stages)
+    yield run.frame(f"Ready: {described}, view {yaw:g} degrees")
+    yield from _play(run, stages, ctx.sample(stages, settings))
+    yield run.finish("Try-on")
+
+
+def stream_try_off(ctx: AppContext, dressed: Any, which: str, settings: RunSettings) -> Iterator[Frame]:
+    """The flat shop image(s) of what the person in `dressed` wears: `which` is upper, lower or both."""
+    task = ctx.pipe.try_off_task(which)
+    run = _Run(settings.steps)
+    yield run.frame("Preparing the photo...")
+    garment = ctx.garment(dressed, "dressed person")
+    if garment.kind != "person":
+        raise ImageInputError("the photo shows a garment on its own; try-off needs a photo of a person wearing it")
+    run.images["reference"] = display(garment.image)
+    slots = ("upper", "lower") if which == "both" else (which,)
+    stages = [Stage(task, {"reference": garment.image}, "Try-off", {s: s for s in slots})]
+    yield from _play(run, stages, ctx.sample(stages, settings))
+    yield run.finish("Try-off")
+
+
+def gallery_views(ctx: AppContext, presets: Sequence[str], turns: Sequence[float]) -> list[tuple[str, float]]:
+    """Every (preset, turn) pair to render, checked: at least one, at most MAX_VIEWS."""
+    if not presets:
+        raise RunInputError("no pose picked; tick at least one pose for the gallery")
+    if not turns:
+        raise RunInputError("no view picked; tick at least one turn (0 is each pose's own view)")
+    for name in presets:
+        ctx.preset(name)
+    views = [(name, float(turn)) for name in presets for turn in turns]
+    if len(views) > MAX_VIEWS:
+        raise RunInputError(f"{len(presets)} poses x {len(turns)} turns make {len(views)} views; "
+                            f"pick at most {MAX_VIEWS} (fewer poses or turns)")  # fmt: skip
+    return views
+
+
+def stream_gallery(ctx: AppContext, portrait: Any, presets: Sequence[str], turns: Sequence[float],
+                   settings: RunSettings) -> Iterator[Frame]:  # fmt: skip
+    """The portrait's person, same outfit, in every picked pose and turn; views appear as they finish.
+
+    View k is seeded `settings.seed + k` (as `OMFAPipeline.multiview` does), so
+    a view does not change when others are added after it.
+    """
+    views = gallery_views(ctx, presets, turns)
+    run = _Run(settings.steps * len(views))
+    yield run.frame("Preparing the portrait...")
+    prepared = ctx.portrait(portrait)
+    run.images["reference"] = display(prepared.image)
+    stages, maps, captions = [], [], []
+    for k, (name, turn) in enumerate(views):
+        preset = ctx.preset(name)
+        maps.append(ctx.pose_map(preset.pose, preset.yaw_deg + turn))
+        captions.append(f"{preset.label}, turn {turn:g}")
+        stages.append(Stage("multiview", {"reference": prepared.image, "pose": maps[-1]},
+                            f"View {k + 1}/{len(views)} ({captions[-1]})", {"person": "result"},
+                            seed=settings.seed + k))  # fmt: skip
+    finished: list[tuple[np.ndarray, str]] = []
+    steps = ctx.sample(stages, settings)
+    try:
+        for step in steps:
+            run.images["result"] = display(step.images["result"])
+            run.images["pose"] = display(maps[step.stage])
+            run.steps_done += 1
+            if step.final:
+                finished.append((run.images["result"], captions[step.stage]))
+            yield run.frame(f"{stages[step.stage].label}: step {step.step + 1}/{step.num_steps}", gallery=finished)
+    finally:
+        steps.close()
+    yield run.finish(f"{len(views)} views", finished)

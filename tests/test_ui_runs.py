@@ -1,0 +1,200 @@
+"""The app's runs without a server: frames, equality with the pipeline, input errors, shared resources."""
+
+from __future__ import annotations
+
+import inspect
+import shutil
+import threading
+
+import numpy as np
+import pytest
+import torch
+from engine_helpers import tiny_model
+
+from omfa.diffusion import make_scheduler
+from omfa.imaging import ImageInputError
+from omfa.pipeline import OMFAPipeline
+from omfa.pose.presets import get_preset
+from omfa.ui import stream_frames
+from omfa.ui_sampling import RunSettings, SettingsError
+from omfa.ui_context import EXAMPLES_DIR, AppContext, PoseState, display
+from omfa.ui_runs import (
+    MAX_VIEWS,
+    PoseChoice,
+    RunInputError,
+    gallery_views,
+    stream_gallery,
+    stream_try_off,
+    stream_try_on,
+    target_pose,
+)
+
+PORTRAIT, TOP, DRESSED = (str(EXAMPLES_DIR / name) for name in ("portrait.png", "top.png", "dressed.png"))
+
+
+@pytest.fixture(scope="module")
+def ctx():
+    pipe = OMFAPipeline(tiny_model(0, sample_size=(128, 96)), make_scheduler("ddim"))
+    context = AppContext(pipe)
+    yield context
+    context.close()
+
+
+def seeded(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def step_statuses(frames, label: str) -> list[str]:
+    return [f.status for f in frames if f.status.startswith(f"{label}: step")]
+
+
+def test_run_settings_from_widgets_and_their_errors():
+    assert RunSettings.from_ui(12.0, 3.5, 7.0, "euler") == RunSettings(12, 3.5, 7, "euler")
+    assert RunSettings.from_ui(None, None, None, None) == RunSettings()
+    with pytest.raises(SettingsError, match="steps is 0; pick a whole number from 1 to 100"):
+        RunSettings.from_ui(0, 2.0, 0, "ddim")
+    with pytest.raises(SettingsError, match="seed is 1.5; pick a whole number"):
+        RunSettings.from_ui(20, 2.0, 1.5, "ddim")
+    with pytest.raises(SettingsError, match="choose one of ddim, dpm\\+\\+, euler"):
+        RunSettings.from_ui(20, 2.0, 0, "heun")
+    with pytest.raises(SettingsError, match="guidance is nan"):
+        RunSettings.from_ui(20, float("nan"), 0, "ddim")
+
+
+def test_try_on_streams_every_step_and_equals_the_pipeline(ctx):
+    frames = list(stream_try_on(ctx, PORTRAIT, [(TOP, "upper")], PoseChoice("preset", "walking"),
+                                RunSettings(steps=4, seed=3)))  # fmt: skip
+    assert step_statuses(frames, "Try-on") == [f"Try-on: step {k}/4" for k in range(1, 5)]
+    assert frames[-1].done and frames[-1].progress == 1.0 and frames[-1].status.startswith("Try-on done in")
+    progress = [f.progress for f in frames]
+    assert progress == sorted(progress)
+    steps = [f for f in frames if "step" in f.status]
+    assert not np.array_equal(steps[0].images["result"], steps[-1].images["result"])  # the preview evolves
+    np.testing.assert_array_equal(frames[-1].images["result"], steps[-1].images["result"])
+    assert frames[-1].images["result"].shape == (384, 288, 3)
+
+    # The same request straight through the pipeline gives the same pixels.
+    walking = get_preset("walking")
+    pose_map = ctx.pose_map(walking.pose, walking.yaw_deg)
+    out = ctx.pipe("try_on_upper", reference=ctx.portrait(PORTRAIT).image, upper=ctx.garment(TOP).image,
+                   pose=pose_map, num_inference_steps=4, generator=seeded(3))  # fmt: skip
+    np.testing.assert_array_equal(frames[-1].images["result"], display(out.images["person"]))
+    np.testing.assert_array_equal(frames[-1].images["pose"], display(pose_map))
+
+
+def test_transfer_from_a_dressed_person_equals_the_pipeline_transfer(ctx):
+    frames = list(stream_try_on(ctx, PORTRAIT, [(DRESSED, "upper")], PoseChoice("preset", "a_pose"),
+                                RunSettings(steps=3, seed=5)))  # fmt: skip
+    assert step_statuses(frames, "Extracting the garment (try-off)") == [
+        f"Extracting the garment (try-off): step {k}/3" for k in range(1, 4)]  # fmt: skip
+    assert step_statuses(frames, "Try-on") == [f"Try-on: step {k}/3" for k in range(1, 4)]
+    assert "upper" in frames[-1].images and "lower" not in frames[-1].images
+    assert ctx.garment(DRESSED).kind == "person"
+
+    a_pose = get_preset("a_pose")
+    out = ctx.pipe.transfer(ctx.garment(DRESSED).image, ctx.portrait(PORTRAIT).image,
+                            ctx.pose_map(a_pose.pose, a_pose.yaw_deg), "upper", num_inference_steps=3,
+                            generator=seeded(5))  # fmt: skip
+    np.testing.assert_array_equal(frames[-1].images["result"], display(out.images["person"]))
+    np.testing.assert_array_equal(frames[-1].images["upper"], display(out.extra["garments"]["upper"]))
+
+
+def test_garment_choices_that_cannot_work_say_why(ctx):
+    with pytest.raises(RunInputError, match="a flat garment photo shows one garment"):
+        list(stream_try_on(ctx, PORTRAIT, [(TOP, "both")], PoseChoice(), RunSettings(steps=1)))
+    with pytest.raises(RunInputError, match="two garments were given for the upper"):
+        list(stream_try_on(ctx, PORTRAIT, [(TOP, "upper"), (DRESSED, "both")], PoseChoice(), RunSettings(steps=1)))
+    with pytest.raises(ImageInputError, match="no garment photo given"):
+        list(stream_try_on(ctx, PORTRAIT, [(None, "upper")], PoseChoice(), RunSettings(steps=1)))
+    with pytest.raises(ImageInputError, match="no person found in the portrait"):
+        list(stream_try_on(ctx, TOP, [(TOP, "upper")], PoseChoice(), RunSettings(steps=1)))
+    with pytest.raises(ImageInputError, match="try-off needs a photo of a person wearing it"):
+        list(stream_try_off(ctx, TOP, "upper", RunSettings(steps=1)))
+
+
+def test_try_off_of_both_garments(ctx):
+    frames = list(stream_try_off(ctx, DRESSED, "both", RunSettings(steps=2, seed=1)))
+    assert step_statuses(frames, "Try-off") == ["Try-off: step 1/2", "Try-off: step 2/2"]
+    last = frames[-1].images
+    assert last["upper"].shape == last["lower"].shape == (384, 288, 3)
+    out = ctx.pipe.try_off(ctx.garment(DRESSED).image, "both", num_inference_steps=2, generator=seeded(1))
+    np.testing.assert_array_equal(last["lower"], display(out.images["lower"]))
+
+
+def test_pose_gallery_adds_each_view_as_it_finishes(ctx):
+    frames = list(stream_gallery(ctx, PORTRAIT, ["a_pose", "side_view"], [0, 90], RunSettings(steps=2, seed=4)))
+    sizes = [len(f.gallery) for f in frames]
+    assert sizes == sorted(sizes) and sizes[-1] == 4 and sorted(set(sizes)) == [0, 1, 2, 3, 4]
+    assert [caption for _, caption in frames[-1].gallery] == [
+        "A-pose, turn 0", "A-pose, turn 90", "Side view, turn 0", "Side view, turn 90"]  # fmt: skip
+    # View 3 (side view turned 90: its own yaw 90 + 90) is seeded 4 + 3, like the pipeline's multiview.
+    side = get_preset("side_view")
+    views = ctx.pipe.multiview(ctx.portrait(PORTRAIT).image, [ctx.pose_map(side.pose, 180.0)], seed=7,
+                               num_inference_steps=2)  # fmt: skip
+    np.testing.assert_array_equal(frames[-1].gallery[3][0], display(views[0].images["person"]))
+
+
+def test_gallery_view_limits(ctx):
+    assert gallery_views(ctx, ["a_pose"], [0, 180]) == [("a_pose", 0.0), ("a_pose", 180.0)]
+    with pytest.raises(RunInputError, match="no pose picked"):
+        gallery_views(ctx, [], [0])
+    with pytest.raises(RunInputError, match="no view picked"):
+        gallery_views(ctx, ["a_pose"], [])
+    with pytest.raises(RunInputError, match=f"make 16 views; pick at most {MAX_VIEWS}"):
+        gallery_views(ctx, ["a_pose", "walking"], [0, 45, 90, 135, 180, -135, -90, -45])
+    with pytest.raises(ValueError, match="unknown pose preset 'moonwalk'"):
+        gallery_views(ctx, ["moonwalk"], [0])
+
+
+def test_target_pose_sources(ctx):
+    walking = get_preset("walking")
+    pose, yaw, _ = target_pose(ctx, PoseChoice("preset", "walking", 15.0), PORTRAIT)
+    assert pose is walking.pose and yaw == walking.yaw_deg + 15.0
+    studio = PoseState(walking.pose, -30.0, "walking")
+    assert target_pose(ctx, PoseChoice("studio", turn_deg=10.0, studio=studio), PORTRAIT)[1] == -20.0
+    with pytest.raises(RunInputError, match="open the Pose Studio tab"):
+        target_pose(ctx, PoseChoice("studio"), PORTRAIT)
+    with pytest.raises(RunInputError, match="choose one of portrait, preset, studio"):
+        PoseChoice("photo")
+    # The example portrait raises both arms: its estimated pose has both wrists above the head.
+    pose, yaw, _ = target_pose(ctx, PoseChoice("portrait"), PORTRAIT)
+    joints = ctx.body.posed(pose).joints
+    head, wrists = joints[15], joints[[20, 21]]
+    assert yaw == 0.0 and (wrists[:, 1] > head[1]).all()
+
+
+def test_uploads_are_prepared_once_per_content(ctx, tmp_path):
+    copy = tmp_path / "same_bytes.png"
+    shutil.copy(PORTRAIT, copy)
+    assert ctx.portrait(str(copy)) is ctx.portrait(PORTRAIT)
+    assert ctx.portrait(str(copy)).image.shape == (128, 96, 3)
+
+
+def test_context_refuses_a_model_of_another_canvas():
+    pipe = OMFAPipeline(tiny_model(0, sample_size=(32, 24)), make_scheduler("ddim"))
+    with pytest.raises(ValueError, match="the model's canvas is 24x32 px but the app prepares 96x128 px"):
+        AppContext(pipe)
+
+
+def test_renders_from_many_threads_agree(ctx):
+    # Gradio runs handlers on worker threads; an EGL context made current on one thread fails on another.
+    preset = get_preset("waving")
+    expected = ctx.pose_map(preset.pose, 30.0)
+    results: list[np.ndarray] = []
+    threads = [threading.Thread(target=lambda: results.append(ctx.pose_map(preset.pose, 30.0))) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 4 and all(np.array_equal(r, expected) for r in results)
+    assert set(map(tuple, expected.reshape(-1, 3))) > {(0, 0, 0)}  # a figure on black
+
+
+def test_stop_closes_the_run_within_one_step(ctx):
+    # The Stop button closes the handler's generator; the run and its sampler must close with it.
+    run = stream_try_on(ctx, PORTRAIT, [(TOP, "upper")], PoseChoice(), RunSettings(steps=50))
+    outputs = stream_frames(lambda: run, ("result",), ctx.images, lambda *args, **kwargs: None)
+    statuses = [next(outputs)[-1] for _ in range(4)]
+    assert statuses[-1] == "Try-on: step 2/50"
+    outputs.close()
+    assert inspect.getgeneratorstate(run) == inspect.GEN_CLOSED
