@@ -43,7 +43,9 @@ class DenoiserPreset:
 
 PRESETS: dict[str, DenoiserPreset] = {
     "tiny": DenoiserPreset(hidden_size=64, depth=2, num_heads=2, patch_size=8),  # tests: seconds
-    "small": DenoiserPreset(hidden_size=256, depth=8, num_heads=4, patch_size=8),  # shipped CPU model
+    # the shipped CPU model: sized so that a useful model trains in a few CPU hours
+    "small": DenoiserPreset(hidden_size=192, depth=6, num_heads=3, patch_size=8),
+    "medium": DenoiserPreset(hidden_size=256, depth=8, num_heads=4, patch_size=8),
     "base": DenoiserPreset(hidden_size=768, depth=12, num_heads=12, patch_size=4),  # GPUs
 }
 
