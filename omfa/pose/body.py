@@ -147,12 +147,33 @@ class PosedMesh:
     part_labels: np.ndarray
     joints: np.ndarray
     joint_names: tuple[str, ...] = field(default=JOINT_NAMES)
+    face_uv: np.ndarray | None = None  # (V, 2) texture coordinates of the face, see face_texcoords
 
 
 def part_labels_from_joints(strongest_joint: np.ndarray) -> np.ndarray:
     """(V,) index into JOINT_NAMES -> (V,) index into PART_NAMES."""
     lookup = np.array([PART_NAMES.index(JOINT_PART[name]) for name in JOINT_NAMES])
     return lookup[strongest_joint]
+
+
+# The face is drawn on the front of the head through a planar projection of the
+# rest head: this box (metres, relative to the head joint, x = the body's left,
+# y up) maps to u in [0, 0.5] and v in [0, 1] of the face texture
+# (omfa.pose.render.face_texture), the left half of which shows the face as
+# seen from the front. Every other vertex maps to the blank right half, at the
+# same projected place, so triangles across the border sample blank texels.
+FACE_BOX_M = (-0.09, 0.09, -0.09, 0.15)
+
+
+def face_texcoords(rest_vertices: np.ndarray, part_labels: np.ndarray, head: np.ndarray) -> np.ndarray:
+    """(V, 2) float32 texture coordinates of a face on the front of the rest head."""
+    x0, x1, y0, y1 = FACE_BOX_M
+    is_head = part_labels == PART_NAMES.index("head")
+    centre_x = rest_vertices[is_head, 0].mean()  # the head mesh need not be centred on its joint
+    u = np.clip((rest_vertices[:, 0] - centre_x - x0) / (x1 - x0), 0.0, 1.0) * 0.5
+    v = np.clip((rest_vertices[:, 1] - head[1] - y0) / (y1 - y0), 0.0, 1.0)
+    front = is_head & (rest_vertices[:, 2] > head[2] + 0.02)
+    return np.stack([np.where(front, u, u + 0.5), v], axis=1).astype(np.float32)
 
 
 def ground(vertices: np.ndarray, joints: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -171,7 +192,8 @@ def axis_angle_to_matrix(axis_angle: torch.Tensor) -> torch.Tensor:
     zero = torch.zeros_like(x)
     cross = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], -1).reshape(*x.shape, 3, 3)  # [a]_x
     eye = torch.eye(3, dtype=axis_angle.dtype, device=axis_angle.device).expand_as(cross)
-    return eye + torch.sin(angle) / angle * cross + (1 - torch.cos(angle)) / angle**2 * cross @ cross
+    cross_sq = (cross[..., :, :, None] * cross[..., None, :, :]).sum(-2)  # [a]_x @ [a]_x without BLAS
+    return eye + torch.sin(angle) / angle * cross + (1 - torch.cos(angle)) / angle**2 * cross_sq
 
 
 def forward_kinematics(rest_joints: torch.Tensor, global_orient: torch.Tensor, body_pose: torch.Tensor) -> torch.Tensor:
@@ -187,10 +209,13 @@ def forward_kinematics(rest_joints: torch.Tensor, global_orient: torch.Tensor, b
     local = axis_angle_to_matrix(rotations)  # (22, 3, 3)
     world_rot = [local[0]]
     positions = [torch.zeros_like(rest_joints[0])]
+    # Products of 3x3 matrices are written as broadcast sums: BLAS calls on
+    # such tiny operands cost far more in threading overhead than they compute.
     for j in range(1, len(JOINT_PARENTS)):
         parent = JOINT_PARENTS[j]
-        positions.append(positions[parent] + world_rot[parent] @ (rest_joints[j] - rest_joints[parent]))
-        world_rot.append(world_rot[parent] @ local[j])
+        offset = rest_joints[j] - rest_joints[parent]
+        positions.append(positions[parent] + (world_rot[parent] * offset).sum(-1))
+        world_rot.append((world_rot[parent][:, :, None] * local[j][None, :, :]).sum(1))
     return torch.stack(positions, 0)
 
 
@@ -204,6 +229,7 @@ class Body(ABC):
     faces: np.ndarray  # (F, 3) int32
     strongest_joint: np.ndarray  # (V,) index into JOINT_NAMES of the dominant skinning joint
     part_labels: np.ndarray  # (V,) index into PART_NAMES
+    face_uv: np.ndarray | None = None  # (V, 2), set by _init_face_uv
 
     def __init__(self) -> None:
         # A Body is shared across requests; backends that hold mutable shape
@@ -222,11 +248,16 @@ class Body(ABC):
         with self._lock:
             vertices, joints = self._pose_vertices(pose, betas)
         vertices, joints = ground(vertices, joints)
-        return PosedMesh(vertices, self.faces, self.part_labels, joints)
+        return PosedMesh(vertices, self.faces, self.part_labels, joints, face_uv=self.face_uv)
 
     def rest(self, shape: np.ndarray | None = None) -> PosedMesh:
         """The rest T-pose, same vertex order as `posed`."""
         return self.posed(Pose.zero(), shape)
+
+    def _init_face_uv(self) -> None:
+        """Compute the face texture coordinates once, from the rest pose at shape 0."""
+        rest_vertices, rest_joints = self._pose_vertices(Pose.zero(), np.zeros(NUM_SHAPE))
+        self.face_uv = face_texcoords(rest_vertices, self.part_labels, rest_joints[JOINT_NAMES.index("head")])
 
     def rest_joints(self, shape: np.ndarray | None = None) -> np.ndarray:
         """(22, 3) rest joint positions relative to the pelvis, for `forward_kinematics`."""
@@ -255,6 +286,7 @@ class MannequinBody(Body):
         to_body = np.array([JOINT_NAMES.index(_body_joint_of(name)) for name in names])
         self.strongest_joint = to_body[strongest]
         self.part_labels = part_labels_from_joints(self.strongest_joint)
+        self._init_face_uv()
 
     def _pose_vertices(self, pose: Pose, shape: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if not np.array_equal(shape, self._shape):
@@ -331,6 +363,7 @@ class SMPLXBody(Body):
         to_body[40:55] = JOINT_NAMES.index("right_wrist")
         self.strongest_joint = to_body[strongest]
         self.part_labels = part_labels_from_joints(self.strongest_joint)
+        self._init_face_uv()
 
     def _pose_vertices(self, pose: Pose, shape: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         torch = self._torch

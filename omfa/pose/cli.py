@@ -14,11 +14,15 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from omfa.pose.body import BodyModelError, load_body
+from omfa.pose.body import Body, BodyModelError, load_body
 from omfa.pose.presets import PosePreset, PresetError, get_preset, load_presets, read_preset, write_preset
+
+if TYPE_CHECKING:  # rendering loads OpenGL: imported only by the commands that draw
+    from omfa.pose.render import PoseRenderer
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -67,7 +71,9 @@ def _resolve(spec: str) -> PosePreset:
     return get_preset(spec)
 
 
-def contact_sheet(presets: Sequence[PosePreset], body, renderer, columns: int = 6, cell: int = 192) -> np.ndarray:
+def contact_sheet(
+    presets: Sequence[PosePreset], body: Body, renderer: PoseRenderer, columns: int = 6, cell: int = 192
+) -> np.ndarray:
     """One shaded thumbnail per preset (at its default yaw), labelled, in a grid: (H, W, 3) uint8."""
     from PIL import Image, ImageDraw, ImageFont
 

@@ -115,7 +115,7 @@ def set_joint(pose: Pose, joint: str, xyz_deg: Sequence[float]) -> Pose:
     return Pose(pose.global_orient, body_pose)
 
 
-def _matrix_to_axis_angle(matrix: np.ndarray) -> np.ndarray:
+def matrix_to_axis_angle(matrix: np.ndarray) -> np.ndarray:
     """(3, 3) rotation -> (3,) axis-angle with angle in [0, pi]."""
     cos = np.clip((np.trace(matrix) - 1) / 2, -1.0, 1.0)
     angle = math.acos(cos)
@@ -130,7 +130,8 @@ def _matrix_to_axis_angle(matrix: np.ndarray) -> np.ndarray:
     return axis / (2 * math.sin(angle)) * angle
 
 
-def _axis_angle_to_matrix(rotvec: np.ndarray) -> np.ndarray:
+def axis_angle_matrix(rotvec: np.ndarray) -> np.ndarray:
+    """(3,) axis-angle -> (3, 3) rotation (Rodrigues)."""
     angle = float(np.linalg.norm(rotvec))
     if angle < 1e-12:
         return np.eye(3)
@@ -145,8 +146,8 @@ def turn(pose: Pose, yaw_deg: float) -> Pose:
     Seen from a camera at yaw 0, `turn(pose, d)` looks like `pose` seen from yaw -d.
     """
     yaw = math.radians(float(yaw_deg))
-    rotation = _axis_angle_to_matrix(np.array([0.0, yaw, 0.0])) @ _axis_angle_to_matrix(pose.global_orient)
-    return Pose(_matrix_to_axis_angle(rotation), pose.body_pose)
+    rotation = axis_angle_matrix(np.array([0.0, yaw, 0.0])) @ axis_angle_matrix(pose.global_orient)
+    return Pose(matrix_to_axis_angle(rotation), pose.body_pose)
 
 
 def _limb(effector: str) -> Limb:

@@ -138,26 +138,32 @@ def write_preset(preset: PosePreset, path: str | Path) -> None:
 
 
 @functools.lru_cache(maxsize=8)
-def _load_cached(directory: str) -> dict[str, PosePreset]:
+def _load_cached(directory: str, listing: tuple[tuple[str, int, int], ...]) -> dict[str, PosePreset]:
+    # `listing` (file names, sizes, modification times) is part of the cache
+    # key, so edited, added or removed files are read again.
     folder = Path(directory)
-    if not folder.is_dir():
-        raise PresetError(f"preset folder {folder} does not exist; pass a folder of *.json presets")
     presets: dict[str, PosePreset] = {}
-    for path in sorted(folder.glob("*.json")):
+    for file_name, _, _ in listing:
+        path = folder / file_name
         preset = read_preset(path)
         if preset.name != path.stem:
             raise PresetError(f"{path.name}: field 'name' is {preset.name!r} but the file is {path.stem!r}.json; "
                               f"make them match")  # fmt: skip
         presets[preset.name] = preset
-    if not presets:
-        raise PresetError(f"preset folder {folder} holds no *.json files")
     return presets
 
 
 def load_presets(directory: str | Path | None = None) -> dict[str, PosePreset]:
     """All presets in `directory` (default: the repository's pose_presets/), by name, sorted."""
-    folder = Path(directory) if directory is not None else PRESET_DIR
-    return dict(_load_cached(str(folder.resolve())))
+    folder = (Path(directory) if directory is not None else PRESET_DIR).resolve()
+    if not folder.is_dir():
+        raise PresetError(f"preset folder {folder} does not exist; pass a folder of *.json presets")
+    listing = tuple(
+        (path.name, path.stat().st_size, path.stat().st_mtime_ns) for path in sorted(folder.glob("*.json"))
+    )
+    if not listing:
+        raise PresetError(f"preset folder {folder} holds no *.json files")
+    return dict(_load_cached(str(folder), listing))
 
 
 def get_preset(name: str, directory: str | Path | None = None) -> PosePreset:

@@ -21,6 +21,7 @@ the map says which side faces the camera.
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import threading
@@ -31,7 +32,7 @@ import numpy as np
 
 from omfa.canvas import CANVAS_HW
 from omfa.gl import pyrender
-from omfa.pose.body import PART_NAMES, PosedMesh
+from omfa.pose.body import FACE_BOX_M, PART_NAMES, PosedMesh
 
 CAMERA_DISTANCE_M = 5.0
 VIEW_HEIGHT_M = 2.3
@@ -125,6 +126,35 @@ def _face_groups(faces: np.ndarray, labels: np.ndarray) -> list[tuple[int, np.nd
         used, local = np.unique(part_faces, return_inverse=True)
         groups.append((part, used, local.reshape(-1, 3).astype(np.uint32)))
     return groups
+
+
+@functools.lru_cache(maxsize=1)
+def face_texture(size: int = 256) -> np.ndarray:
+    """(size, size, 3) uint8 multiplier texture: a simple face in the left half, white elsewhere.
+
+    Drawn as seen from the front (image right = the body's left) in the head
+    box FACE_BOX_M; features sit at typical head proportions.
+    """
+    from PIL import Image, ImageDraw
+
+    x0, x1, y0, y1 = FACE_BOX_M
+    image = Image.new("RGB", (size, size), (255, 255, 255))
+    draw = ImageDraw.Draw(image)
+
+    def px(x: float, y: float) -> tuple[float, float]:  # head-local metres -> texture pixels
+        return (x - x0) / (x1 - x0) * size / 2, (y1 - y) / (y1 - y0) * size
+
+    def ellipse(x: float, y: float, rx: float, ry: float, fill: tuple[int, int, int]) -> None:
+        (a, b), (c, d) = px(x - rx, y + ry), px(x + rx, y - ry)
+        draw.ellipse([a, b, c, d], fill=fill)
+
+    for side in (-1.0, 1.0):
+        ellipse(side * 0.032, 0.060, 0.016, 0.006, (120, 90, 70))  # brow
+        ellipse(side * 0.032, 0.040, 0.014, 0.008, (250, 250, 250))  # eye white
+        ellipse(side * 0.032, 0.040, 0.007, 0.007, (40, 30, 30))  # iris
+    ellipse(0.0, 0.000, 0.012, 0.008, (215, 170, 150))  # nose shadow
+    ellipse(0.0, -0.035, 0.022, 0.008, (200, 80, 80))  # lips
+    return np.asarray(image)
 
 
 def _vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
@@ -227,14 +257,16 @@ class PoseRenderer:
         return np.ascontiguousarray(color[..., :3])
 
     def thumbnail(self, mesh: PosedMesh, yaw_deg: float = 0.0, size_hw: Sequence[int] = THUMBNAIL_HW) -> np.ndarray:
-        """A shaded gallery image (H, W, 3) uint8: pastel part colours on light grey."""
+        """A shaded gallery image (H, W, 3) uint8: pastel part colours on light grey, with a face."""
         colors = 0.55 * PALETTE[mesh.part_labels] / 255.0 + 0.45 * 0.8  # soften towards grey
+        material = pyrender.MetallicRoughnessMaterial(baseColorFactor=(1.0, 1.0, 1.0, 1.0), roughnessFactor=0.8,
+                                                      metallicFactor=0.0)  # fmt: skip
+        if mesh.face_uv is not None:
+            material.baseColorTexture = pyrender.Texture(source=face_texture(), source_channels="RGB")
         primitive = pyrender.Primitive(
             positions=mesh.vertices, normals=_vertex_normals(mesh.vertices, mesh.faces),
             color_0=np.concatenate([colors, np.ones((len(colors), 1))], axis=1).astype(np.float32),
-            indices=mesh.faces.astype(np.uint32),
-            material=pyrender.MetallicRoughnessMaterial(baseColorFactor=(1.0, 1.0, 1.0, 1.0), roughnessFactor=0.8,
-                                                        metallicFactor=0.0),
+            texcoord_0=mesh.face_uv, indices=mesh.faces.astype(np.uint32), material=material,
         )  # fmt: skip
         color, _ = self.render([pyrender.Mesh([primitive])], yaw_deg, size_hw, background=THUMBNAIL_BACKGROUND)
         return color
