@@ -149,7 +149,7 @@ def recolour_baseline(case: Case) -> np.ndarray:
     return out
 
 
-def mean_garments(dataset, limit: int = 2000) -> dict[str, np.ndarray]:
+def mean_garments(dataset, limit: int = 300) -> dict[str, np.ndarray]:
     """Mean shop image and mean silhouette per garment slot over (part of) a split."""
     sums = {s: np.zeros((*dataset[0]["upper_a"].shape,), np.float64) for s in ("upper", "lower")}
     masks = {s: np.zeros(dataset[0]["upper_a"].shape[:2], np.float64) for s in ("upper", "lower")}
@@ -226,6 +226,19 @@ def baselines(means: dict[str, np.ndarray] | None) -> dict[str, Callable[[Case],
     return {"copy-portrait": copy_portrait, "recolour": recolour, "mean-garment": mean_garment}
 
 
+def results_sheet(predict: Callable[[Case], np.ndarray], cases: list[Case]) -> np.ndarray:
+    """Contact sheet of test results: portrait, garment given, pose, output, ground truth per row."""
+    from omfa.data.sheet import grid_sheet
+
+    rows, captions = [], []
+    for case in cases:
+        blank = np.full_like(case.truth, 255)
+        garment = case.inputs.get("upper", case.inputs.get("lower", blank))
+        rows.append([case.inputs["reference"], garment, case.inputs.get("pose", blank), predict(case), case.truth])
+        captions.append(tuple(case.task.split("_", 2)))
+    return grid_sheet(rows, ["portrait", "garment", "pose", "output", "ground truth"], captions)
+
+
 def main(argv: list[str]) -> int:
     from omfa.data.shards import ShardDataset
     from omfa.pipeline import OMFAPipeline
@@ -243,6 +256,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-baselines", action="store_true")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--sheet", type=Path, help="also write a contact sheet of results (first model)")
+    parser.add_argument("--sheet-rows", type=int, default=8)
     args = parser.parse_args(argv)
     families = [f.strip() for f in args.tasks.split(",")]
     for f in families:
@@ -255,12 +270,20 @@ def main(argv: list[str]) -> int:
     if not args.no_baselines:
         predictors |= baselines(mean_garments(ShardDataset(args.data, "train")))
     convergence: dict[str, dict[int, list[float]]] = {}
+    pipes = {}
     for spec in args.model:
         name, _, path = str(spec).rpartition("=") if "=" in str(spec) else ("omfa", "", str(spec))
-        pipe = OMFAPipeline.load(path)
+        pipe = pipes[name] = OMFAPipeline.load(path)
         convergence[name] = {}
         predictors[name] = model_predictor(pipe, args.steps, args.guidance, args.seed, convergence[name])
     start = time.time()
+    if args.sheet:
+        from PIL import Image
+
+        first = model_predictor(next(iter(pipes.values())), args.steps, args.guidance, args.seed, {})
+        # spread the rows over the task families: every k-th case
+        picked = cases[:: max(1, len(cases) // args.sheet_rows)][: args.sheet_rows]
+        Image.fromarray(results_sheet(first, picked)).save(args.sheet)
     result = {"split": args.split, "samples": n, "steps": args.steps, "table": evaluate(predictors, cases),
               "preview_psnr_by_step": {m: [round(float(np.mean(v)), 2) for _, v in sorted(c.items())][:-1]
                                        for m, c in convergence.items()},

@@ -218,7 +218,9 @@ def train(cfg: TrainConfig, dataset, out: Path, *, max_minutes: float | None = N
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
-        ema_update(ema, accelerator.unwrap_model(model), cfg.ema_decay)
+        # EMA warm-up (decay (1+s)/(10+s) until it reaches ema_decay): a short run's EMA is not
+        # stuck near the random initialisation
+        ema_update(ema, accelerator.unwrap_model(model), min(cfg.ema_decay, (1 + step) / (10 + step)))
         step += 1
         running.setdefault(task, []).append(loss.item())
         if step % cfg.log_every == 0 and accelerator.is_main_process:

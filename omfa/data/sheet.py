@@ -23,30 +23,37 @@ def colorize_labels(labels: np.ndarray) -> np.ndarray:
     return LABEL_COLORS[np.clip(labels, 0, len(LABEL_COLORS) - 1)]
 
 
-def contact_sheet(samples: Sequence[dict], scale: int = 2) -> np.ndarray:
-    """RGB uint8 sheet: one row per sample, one column per slot, titles on top, `replaced` on the left."""
-    if not samples:
-        raise ValueError("no samples for the contact sheet; pass at least one")
-    h, w = samples[0]["reference"].shape[:2]
+def grid_sheet(rows: Sequence[Sequence[np.ndarray]], titles: Sequence[str],
+               captions: Sequence[Sequence[str]] = (), scale: int = 2) -> np.ndarray:
+    """RGB uint8 sheet of equal-sized tiles: column titles on top, a few caption lines left of each row."""
+    if not rows:
+        raise ValueError("no rows for the sheet; pass at least one")
+    h, w = rows[0][0].shape[:2]
     gap, title_h, side_w = 4, 18, 70
-    rows = []
-    for sample in samples:
-        tiles = []
-        for key, _ in COLUMNS:
-            image = colorize_labels(sample[key]) if key.startswith("labels") else sample[key]
-            tiles.append(np.pad(image, ((0, 0), (0, gap), (0, 0)), constant_values=235))
-        rows.append(np.pad(np.concatenate(tiles, axis=1), ((0, gap), (0, 0), (0, 0)), constant_values=235))
-    grid = np.concatenate(rows, axis=0)
+    strips = []
+    for tiles in rows:
+        padded = [np.pad(t, ((0, 0), (0, gap), (0, 0)), constant_values=235) for t in tiles]
+        strips.append(np.pad(np.concatenate(padded, axis=1), ((0, gap), (0, 0), (0, 0)), constant_values=235))
+    grid = np.concatenate(strips, axis=0)
     grid = np.asarray(Image.fromarray(grid).resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.Resampling.NEAREST))
     sheet = Image.new("RGB", (side_w + grid.shape[1], title_h + grid.shape[0]), (235, 235, 235))
     sheet.paste(Image.fromarray(grid), (side_w, title_h))
     draw = ImageDraw.Draw(sheet)
     font = ImageFont.load_default(size=12)
-    for c, (_, title) in enumerate(COLUMNS):
+    for c, title in enumerate(titles):
         draw.text((side_w + c * (w + gap) * scale + 2, 2), title, fill=(20, 20, 20), font=font)
-    for r, sample in enumerate(samples):
-        meta = sample["meta"]
+    for r, lines in enumerate(captions):
         y = title_h + r * (h + gap) * scale + 4
-        for line, text in enumerate((f"new: {meta['replaced']}", meta["preset_ref"][:10], meta["preset"][:10])):
+        for line, text in enumerate(lines):
             draw.text((4, y + 16 * line), text, fill=(20, 20, 20), font=font)
     return np.asarray(sheet)
+
+
+def contact_sheet(samples: Sequence[dict], scale: int = 2) -> np.ndarray:
+    """RGB uint8 sheet: one row per sample, one column per slot, titles on top, `replaced` on the left."""
+    if not samples:
+        raise ValueError("no samples for the contact sheet; pass at least one")
+    rows = [[colorize_labels(s[key]) if key.startswith("labels") else s[key] for key, _ in COLUMNS] for s in samples]
+    captions = [(f"new: {s['meta']['replaced']}", s["meta"]["preset_ref"][:10], s["meta"]["preset"][:10])
+                for s in samples]
+    return grid_sheet(rows, [title for _, title in COLUMNS], captions, scale)
