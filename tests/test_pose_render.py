@@ -113,3 +113,20 @@ def test_glb_export(body, tmp_path) -> None:
     assert len(loaded.vertices) == len(mesh.vertices)
     colours = {tuple(c[:3]) for c in loaded.visual.vertex_colors}
     assert colours == {tuple(c) for c in PALETTE}
+
+
+def test_closing_one_renderer_leaves_the_others_working(body):
+    """pyrender's own teardown terminates the process-wide EGL display; ours must not."""
+    import gc
+
+    mesh = body.posed(Pose(np.zeros(3), np.zeros((21, 3))))
+    first, second = PoseRenderer(), PoseRenderer()
+    expected = second.pose_map(mesh)
+    first.pose_map(mesh)
+    first.close()
+    del first
+    gc.collect()
+    assert np.array_equal(second.pose_map(mesh), expected)
+    second.close()
+    with PoseRenderer() as third:  # and a new one still starts after every other closed
+        assert np.array_equal(third.pose_map(mesh), expected)

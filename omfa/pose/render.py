@@ -167,6 +167,33 @@ def _vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return (normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
+def release_renderer(renderer: pyrender.OffscreenRenderer) -> None:
+    """Free one offscreen renderer's GL resources and context, and nothing else.
+
+    pyrender's own `delete()` ends with `eglTerminate` on the process-wide EGL
+    display, which breaks every other live renderer in the process (a server
+    or a test session holds several). Here only this renderer's context is
+    destroyed; the display stays initialised for the others.
+    """
+    platform = renderer._platform
+    platform.make_current()
+    renderer._renderer.delete()
+    context = getattr(platform, "_egl_context", None)
+    if context is None:  # not EGL (osmesa, pyglet): its own teardown is per context
+        platform.delete_context()
+    else:
+        from OpenGL import EGL
+
+        display = platform._egl_display
+        EGL.eglMakeCurrent(display, EGL.EGL_NO_SURFACE, EGL.EGL_NO_SURFACE, EGL.EGL_NO_CONTEXT)
+        EGL.eglDestroyContext(display, context)
+        platform._egl_context = None
+        platform._egl_display = None  # the platform's __del__ would eglTerminate it
+    # The renderer's __del__ would call delete() again, and with it eglTerminate: disarm it.
+    renderer._renderer = None
+    renderer._platform = None
+
+
 class PoseRenderer:
     """Owns one offscreen OpenGL context; create once and reuse for every render.
 
@@ -183,7 +210,7 @@ class PoseRenderer:
     def close(self) -> None:
         """Free the OpenGL context (the renderer cannot be used afterwards)."""
         if self._renderer is not None:
-            self._renderer.delete()
+            release_renderer(self._renderer)
             self._renderer = None
 
     def __enter__(self) -> PoseRenderer:
