@@ -226,6 +226,22 @@ def baselines(means: dict[str, np.ndarray] | None) -> dict[str, Callable[[Case],
     return {"copy-portrait": copy_portrait, "recolour": recolour, "mean-garment": mean_garment}
 
 
+def spread_cases(cases: list[Case], rows: int) -> list[Case]:
+    """Up to `rows` cases taking task families in turn, each from a different sample where possible."""
+    family_of = {t: f for f, ts in FAMILIES.items() for t in ts}
+    queues: dict[str, list[Case]] = {}
+    for case in cases:
+        queues.setdefault(family_of[case.task], []).append(case)
+    stride = {f: max(1, len(q) // max(1, rows // len(queues))) for f, q in queues.items()}
+    queues = {f: q[:: stride[f]] for f, q in queues.items()}
+    picked: list[Case] = []
+    while len(picked) < rows and any(queues.values()):
+        for q in queues.values():
+            if q and len(picked) < rows:
+                picked.append(q.pop(0))
+    return picked
+
+
 def results_sheet(predict: Callable[[Case], np.ndarray], cases: list[Case]) -> np.ndarray:
     """Contact sheet of test results: portrait, garment given, pose, output, ground truth per row."""
     from omfa.data.sheet import grid_sheet
@@ -281,8 +297,7 @@ def main(argv: list[str]) -> int:
         from PIL import Image
 
         first = model_predictor(next(iter(pipes.values())), args.steps, args.guidance, args.seed, {})
-        # spread the rows over the task families: every k-th case
-        picked = cases[:: max(1, len(cases) // args.sheet_rows)][: args.sheet_rows]
+        picked = spread_cases(cases, args.sheet_rows)
         Image.fromarray(results_sheet(first, picked)).save(args.sheet)
     result = {"split": args.split, "samples": n, "steps": args.steps, "table": evaluate(predictors, cases),
               "preview_psnr_by_step": {m: [round(float(np.mean(v)), 2) for _, v in sorted(c.items())][:-1]
