@@ -268,7 +268,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--tasks", default="try_on,try_off,multiview")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--guidance", type=float, default=2.0)
-    parser.add_argument("--limit", type=int, default=None, help="evaluate the first N samples")
+    parser.add_argument("--limit", type=int, default=None, help="evaluate N samples")
+    parser.add_argument("--every", type=int, default=1,
+                        help="take every k-th sample (8 on the test split: one view of each multi-view group)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-baselines", action="store_true")
     parser.add_argument("--json", action="store_true")
@@ -280,8 +282,9 @@ def main(argv: list[str]) -> int:
         if f not in FAMILIES:
             parser.error(f"unknown task family {f!r}; choose from {', '.join(FAMILIES)}")
     data = ShardDataset(args.data, args.split)
-    n = len(data) if args.limit is None else min(args.limit, len(data))
-    cases = [c for i in range(n) for c in cases_from_sample(data[i], families)]
+    indices = list(range(0, len(data), max(1, args.every)))[: args.limit]
+    n = len(indices)
+    cases = [c for i in indices for c in cases_from_sample(data[i], families)]
     predictors: dict[str, Callable] = {}
     if not args.no_baselines:
         predictors |= baselines(mean_garments(ShardDataset(args.data, "train")))
