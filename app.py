@@ -27,7 +27,7 @@ except ImportError:
 import gradio as gr  # noqa: E402
 
 MAX_UPLOAD = "25mb"  # the preprocessing's own limit (omfa.imaging.loading)
-QUEUE_SIZE = 32  # waiting runs; more are turned away with "queue full"
+QUEUE_SIZE = 64  # waiting runs (room for 50 users at once); more are turned away with "queue full"
 
 
 def gpu_decorator() -> Callable[[Callable], Callable] | None:
@@ -53,11 +53,16 @@ def build(model: str | os.PathLike | None = None) -> gr.Blocks:
 
 
 def launch_kwargs() -> dict:
-    """Upload limit, the one folder of local files the app may serve (its examples), an offline theme."""
+    """Upload limit, the one folder of local files the app may serve (its examples), no fetching of URLs
+    on a user's behalf, an offline theme."""
+    from starlette.middleware import Middleware
+
     from omfa.ui import theme
     from omfa.ui_context import EXAMPLES_DIR
+    from omfa.ui_upload import RefuseRemoteFiles
 
-    return {"max_file_size": MAX_UPLOAD, "allowed_paths": [str(EXAMPLES_DIR)], "theme": theme()}
+    return {"max_file_size": MAX_UPLOAD, "allowed_paths": [str(EXAMPLES_DIR)], "theme": theme(),
+            "app_kwargs": {"middleware": [Middleware(RefuseRemoteFiles)]}}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-"""Benchmarks, measured side by side in one process (`omfa bench ...`).
+"""Benchmarks (`omfa bench ...`): the condition cache here, the served app's reliability in omfa.reliability.
 
 `omfa bench cache --json` times the same try-on with and without the
 condition cache (alternating runs, best of `--repeats`) and checks that both
@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from omfa import reliability
 from omfa.canvas import CANVAS_HW
 from omfa.denoiser import OMFATransformer
 from omfa.diffusion import make_scheduler
@@ -91,7 +92,11 @@ def main(argv: list[str]) -> int:
     cache.add_argument("--repeats", type=int, default=3)
     cache.add_argument("--seed", type=int, default=0)
     cache.add_argument("--json", action="store_true", help="print one JSON line")
+    reliability.add_arguments(sub.add_parser("reliability", help="hostile uploads, load, cancellation, soak and "
+                                             "limits of the served app (omfa.reliability)"))  # fmt: skip
     args = parser.parse_args(argv)
+    if args.which == "reliability":
+        return reliability.run_cli(args)
     if args.which == "cache":
         result = bench_cache(args.model, args.preset, args.steps, args.repeats, args.seed)
         if args.json:

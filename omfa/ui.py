@@ -32,6 +32,7 @@ from omfa.ui_runs import (
     stream_try_on,
 )
 from omfa.ui_sampling import MAX_GUIDANCE, MAX_SEED, MAX_STEPS, RunSettings
+from omfa.ui_upload import ImageUpload, image_upload
 
 HEADER = """# OMFA Studio
 One diffusion model for try-on, try-off, outfits and any pose. Upload a portrait and a garment
@@ -103,8 +104,8 @@ def small_image(label: str) -> gr.Image:
     return gr.Image(label=label, interactive=False, height=180, format="png", buttons=[], min_width=80)
 
 
-def upload(label: str, elem_id: str | None = None) -> gr.Image:
-    return gr.Image(type="filepath", label=label, height=260, sources=["upload", "clipboard"], elem_id=elem_id)
+def upload(label: str, elem_id: str | None = None) -> ImageUpload:
+    return image_upload(label, height=260, elem_id=elem_id)
 
 
 def stream_frames(make: Callable[[], Iterator[Frame]], names: Sequence[str], files: FileStore,

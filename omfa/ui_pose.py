@@ -22,6 +22,7 @@ from omfa.pose.edit import LIMBS, MAIN_JOINTS, drag_limb, joint_degrees, set_joi
 from omfa.pose.render import export_glb
 from omfa.ui_context import EXAMPLES_DIR, FIGURE_HW, AppContext, PoseState, display, sentence
 from omfa.ui_runs import POSE_SOURCES
+from omfa.ui_upload import image_upload
 
 DEFAULT_PRESET = "relaxed_stand"
 DEFAULT_JOINT = "left_shoulder"
@@ -120,8 +121,7 @@ def build_pose_studio(ctx: AppContext, state: gr.State) -> None:
         with gr.Column(scale=1):
             gallery = preset_gallery(ctx, "Presets: click one to start from it", columns=3)
             preset = gr.Dropdown(preset_choices(ctx), value=initial.name, label="Preset")
-            photo = gr.Image(type="filepath", label="Pose from a photo (one person)", height=220,
-                             sources=["upload", "clipboard"])  # fmt: skip
+            photo = image_upload("Pose from a photo (one person)", height=220)
             from_photo = gr.Button("Copy the pose from the photo")
             gr.Examples([[str(EXAMPLES_DIR / "portrait.png")], [str(EXAMPLES_DIR / "astronaut.png")]],
                         inputs=[photo], label="Example photos", cache_examples=False)  # fmt: skip
