@@ -11,7 +11,7 @@
 It prints a table (cases tried, passed, failures, p95 latency, figures such
 as RSS growth) or, with `--json`, one JSON object; the exit status is 1 when
 any case fails. `--quick` runs the subset the test suite runs. It needs a
-source checkout (it serves `app.py` and reuses `tests/hostile.py`).
+source checkout (it serves `app.py`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""The hostile uploads sent through the app's API: more than 200, built on the test suite's `tests/hostile.py`.
+"""The hostile uploads sent through the app's API: more than 200, built on `omfa.reliability.hostile`.
 
-`tests/hostile.py` holds the representative bad files (empty, truncated,
+`omfa/reliability/hostile.py` holds the representative bad files (empty, truncated,
 bombs, renamed SVG and HTML, CMYK, 16-bit, palette with transparency,
 animated GIF, EXIF orientations, a photo without a person) and the
 generators of damaged copies. This module adds the variants a public server
@@ -12,21 +12,17 @@ one upload of one endpoint, so that every upload widget of the app is hit.
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import struct
-import sys
 import zipfile
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 from PIL import Image, ImageCms
 from skimage import data as skdata
 
-from omfa.reliability.server import ROOT, ReliabilityError
+from omfa.reliability.server import ROOT
 
 # Upload widgets hit by the suite, as "endpoint.input"; see omfa.reliability.uploads.TARGETS.
 TARGET_NAMES = ("try_on.portrait", "try_on.garment", "try_off.dressed", "outfit.bottom", "pose_gallery.portrait",
@@ -50,19 +46,10 @@ class Case:
     target: str
 
 
-@lru_cache(maxsize=1)
 def hostile() -> ModuleType:
-    """`tests/hostile.py` of the source checkout, imported by path (the tests are not an installed package)."""
-    path = ROOT / "tests" / "hostile.py"
-    if not path.is_file():
-        raise ReliabilityError(f"no {path}; run the reliability bench from a source checkout")
-    loaded = sys.modules.get("hostile")  # already imported by the test suite
-    if loaded is not None and Path(loaded.__file__).resolve() == path.resolve():
-        return loaded
-    spec = importlib.util.spec_from_file_location("hostile", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["hostile"] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
+    """The generators of hostile uploads (shared with the test suite)."""
+    from omfa.reliability import hostile as module
+
     return module
 
 
@@ -92,7 +79,7 @@ def _zip() -> bytes:
 
 
 def _variants(rng: np.random.Generator) -> list[tuple[str, bytes, str, str]]:
-    """(name, bytes, file name, expect) of the uploads added to tests/hostile.py's representative set."""
+    """(name, bytes, file name, expect) of the uploads added to the representative set of omfa.reliability.hostile."""
     h = hostile()
     pattern = h.upright_pattern()
     photo = h.photo_jpeg(skdata.astronaut())
