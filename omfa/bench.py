@@ -82,6 +82,32 @@ def bench_cache(model: str | None, preset: str, steps: int, repeats: int, seed: 
     }
 
 
+def bench_pose(repeats: int) -> dict:
+    """Median ms per pose map (posing included) and per shaded 256x256 thumbnail, over every preset."""
+    from omfa.pose.body import load_body
+    from omfa.pose.presets import load_presets
+    from omfa.pose.render import PoseRenderer
+
+    body, presets = load_body(), list(load_presets().values())
+    timings: dict[str, list[float]] = {"pose_ms": [], "pose_map_128x96_ms": [], "pose_map_256_ms": [],
+                                       "thumbnail_256_ms": []}
+    with PoseRenderer() as renderer:
+        renderer.thumbnail(body.posed(presets[0].pose))  # warm-up: context, shaders
+        for _ in range(repeats):
+            for preset in presets:
+                for key, work in (
+                    ("pose_ms", lambda: body.posed(preset.pose)),
+                    ("pose_map_128x96_ms", lambda: renderer.pose_map(body.posed(preset.pose), preset.yaw_deg)),
+                    ("pose_map_256_ms", lambda: renderer.pose_map(body.posed(preset.pose), preset.yaw_deg, (256, 256))),
+                    ("thumbnail_256_ms", lambda: renderer.thumbnail(body.posed(preset.pose), preset.yaw_deg)),
+                ):
+                    start = time.perf_counter()
+                    work()
+                    timings[key].append((time.perf_counter() - start) * 1000)
+    return {"bench": "pose", "presets": len(presets), "repeats": repeats} | {
+        k: round(float(np.median(v)), 1) for k, v in timings.items()}
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="omfa bench", description=__doc__)
     sub = parser.add_subparsers(dest="which", required=True)
@@ -92,13 +118,19 @@ def main(argv: list[str]) -> int:
     cache.add_argument("--repeats", type=int, default=3)
     cache.add_argument("--seed", type=int, default=0)
     cache.add_argument("--json", action="store_true", help="print one JSON line")
+    pose = sub.add_parser("pose", help="posing, pose maps and thumbnails (ms, medians over the presets)")
+    pose.add_argument("--repeats", type=int, default=3)
+    pose.add_argument("--json", action="store_true")
     reliability.add_arguments(sub.add_parser("reliability", help="hostile uploads, load, cancellation, soak and "
                                              "limits of the served app (omfa.reliability)"))  # fmt: skip
     args = parser.parse_args(argv)
     if args.which == "reliability":
         return reliability.run_cli(args)
-    if args.which == "cache":
-        result = bench_cache(args.model, args.preset, args.steps, args.repeats, args.seed)
+    if args.which in ("cache", "pose"):
+        if args.which == "cache":
+            result = bench_cache(args.model, args.preset, args.steps, args.repeats, args.seed)
+        else:
+            result = bench_pose(args.repeats)
         if args.json:
             print(json.dumps(result))
         else:

@@ -26,3 +26,13 @@ def test_bench_cli_prints_one_json_line(monkeypatch, capsys):
     assert main(["cache", "--preset", "tiny", "--steps", "2", "--repeats", "1", "--json"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 1 and json.loads(lines[0])["steps"] == 2
+
+
+def test_bench_pose_times_every_preset():
+    from omfa.bench import bench_pose
+    from omfa.pose.presets import load_presets
+
+    result = bench_pose(repeats=1)
+    assert result["presets"] == len(load_presets()) >= 20
+    for key in ("pose_ms", "pose_map_128x96_ms", "pose_map_256_ms", "thumbnail_256_ms"):
+        assert result[key] > 0
