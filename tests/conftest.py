@@ -7,3 +7,23 @@ import os
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def body():
+    """The default mannequin body, built once per test session (posing is read-only)."""
+    from omfa.pose.body import MannequinBody
+
+    return MannequinBody()
+
+
+@pytest.fixture(scope="session")
+def renderer():
+    """One shared offscreen renderer for the pose tests."""
+    from omfa.pose.render import PoseRenderer
+
+    with PoseRenderer() as shared:
+        yield shared

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image, ImageDraw
 from skimage import data as skdata
 
-import hostile
+from omfa.reliability import hostile
 from omfa.canvas import CANVAS_HW
 from omfa.imaging import (
     PERSON_HEIGHT_FRACTION,
@@ -122,7 +122,7 @@ def test_bombs_keep_memory_bounded():
     # A fresh interpreter, so its peak RSS reflects these loads alone (minus
     # the imports: omfa.canvas brings torch).
     script = (
-        "import resource, hostile\n"
+        "import resource\nfrom omfa.reliability import hostile\n"
         "from omfa.imaging import load_image, ImageInputError\n"
         "files = [hostile.png_bomb(9000), hostile.png_bomb(20000), hostile.huge_header_jpeg(),\n"
         "         hostile.huge_screen_gif()]\n"

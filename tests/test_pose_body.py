@@ -20,11 +20,6 @@ from omfa.pose.body import (
 from omfa.pose.edit import set_joint
 
 
-@pytest.fixture(scope="module")
-def body() -> MannequinBody:
-    return MannequinBody()
-
-
 def test_pose_validates_shapes_and_values() -> None:
     with pytest.raises(PoseError, match=r"body_pose has shape \(20, 3\)"):
         Pose(np.zeros(3), np.zeros((20, 3)))

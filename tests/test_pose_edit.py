@@ -5,15 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from omfa.pose.body import BODY_POSE_JOINTS, JOINT_NAMES, MannequinBody, Pose
+from omfa.pose.body import BODY_POSE_JOINTS, JOINT_NAMES, Pose
 from omfa.pose.edit import MAIN_JOINTS, EditError, drag_limb, joint_degrees, set_joint, solve_limb, turn
 from omfa.pose.presets import get_preset
 from omfa.pose.render import project
-
-
-@pytest.fixture(scope="module")
-def body() -> MannequinBody:
-    return MannequinBody()
 
 
 def test_set_joint_writes_degrees_and_clamps() -> None:

@@ -10,20 +10,8 @@ from skimage import data
 from omfa.pose.body import JOINT_NAMES, MannequinBody, Pose, forward_kinematics
 from omfa.pose.estimate import NoPersonError, SeveralPeopleError, estimate_pose
 from omfa.pose.presets import load_presets
-from omfa.pose.render import PoseRenderer
 
 ROUND_TRIP_HW = (512, 384)
-
-
-@pytest.fixture(scope="module")
-def body() -> MannequinBody:
-    return MannequinBody()
-
-
-@pytest.fixture(scope="module")
-def renderer():
-    with PoseRenderer() as shared:
-        yield shared
 
 
 def aligned_joint_error(body: MannequinBody, estimated: Pose, truth: Pose) -> float:

@@ -9,20 +9,9 @@ import pytest
 
 from omfa.canvas import CANVAS_HW
 from omfa.gl import pyrender
-from omfa.pose.body import JOINT_NAMES, PART_NAMES, MannequinBody, Pose
+from omfa.pose.body import JOINT_NAMES, PART_NAMES, Pose
 from omfa.pose.edit import set_joint
 from omfa.pose.render import PALETTE, PoseRenderer, RenderSizeError, export_glb, project
-
-
-@pytest.fixture(scope="module")
-def body() -> MannequinBody:
-    return MannequinBody()
-
-
-@pytest.fixture(scope="module")
-def renderer():
-    with PoseRenderer() as shared:
-        yield shared
 
 
 def _color_area(image: np.ndarray, part: str) -> int:
