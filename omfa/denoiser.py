@@ -273,6 +273,13 @@ class OMFATransformer(ModelMixin, ConfigMixin):
         cond = cond + self.slot_embed(slot_ids)[None] + self.role_embed(role_ids)[None]
         return tokens, cond
 
+    def _embed_targets(self, targets, target_slots: Sequence[int], timestep: torch.Tensor, pose):
+        """Checked target tokens and conditioning; timestep (B,) is shared by all targets, (B, T) is per slot."""
+        self._check(targets, target_slots, "targets")
+        b, t = targets.shape[:2]
+        timestep = timestep.expand(b, t) if timestep.ndim == 2 else timestep[:, None].expand(b, t)
+        return self._embed(targets, target_slots, Role.TARGET, timestep, pose)
+
     def _check(self, x: torch.Tensor, slots: Sequence[int], what: str) -> None:
         c = self.config.in_channels
         h, w = self.config.sample_size
@@ -318,10 +325,8 @@ class OMFATransformer(ModelMixin, ConfigMixin):
         the person slot; condition_keep (B, K) bool drops conditions per sample
         (classifier-free guidance). Returns x0 (B, T, C, H, W).
         """
-        self._check(targets, target_slots, "targets")
-        b, t = targets.shape[:2]
-        timestep = timestep.expand(b, t) if timestep.ndim == 2 else timestep[:, None].expand(b, t)
-        ht, ct = self._embed(targets, target_slots, Role.TARGET, timestep, pose)
+        ht, ct = self._embed_targets(targets, target_slots, timestep, pose)
+        b = targets.shape[0]
         if conditions is None or not len(condition_slots):
             for block in self.blocks:
                 ht = block.targets(ht, ct, None, None, None)
@@ -349,10 +354,8 @@ class OMFATransformer(ModelMixin, ConfigMixin):
 
         condition_keep (B, K) refers to the cached slots in their cached order.
         """
-        self._check(targets, target_slots, "targets")
-        b, t = targets.shape[:2]
-        timestep = timestep.expand(b, t) if timestep.ndim == 2 else timestep[:, None].expand(b, t)
-        ht, ct = self._embed(targets, target_slots, Role.TARGET, timestep, pose)
+        ht, ct = self._embed_targets(targets, target_slots, timestep, pose)
+        b = targets.shape[0]
         ctx_mask = None
         if cache is not None:
             cache = cache.expand(b)

@@ -73,6 +73,11 @@ class Batch:
     pose: torch.Tensor | None
     condition_keep: torch.Tensor | None = None
 
+    def to(self, device: torch.device | str) -> "Batch":
+        move = lambda x: None if x is None else x.to(device)  # noqa: E731
+        return Batch(move(self.targets), self.target_slots, move(self.conditions), self.condition_slots,
+                     move(self.pose), move(self.condition_keep))
+
 
 def partial_diffusion_loss(
     model: Callable[..., torch.Tensor],

@@ -120,9 +120,10 @@ def _parts_from_pose_map(pose: np.ndarray) -> np.ndarray:
     return parts
 
 
-def recolour_baseline(case: Case) -> np.ndarray:
+def recolour_baseline(case: Case, silhouette: np.ndarray | None = None) -> np.ndarray:
     """Try-on / multi-view: the pose map filled with garment and skin colours.
-    Try-off: the portrait's garment colour inside the mean garment silhouette."""
+    Try-off: the portrait's garment colour inside `silhouette` (the train split's mean garment
+    silhouette; without it, the ground-truth garment region)."""
     from omfa.pose.body import PART_NAMES
 
     ref, labels = case.inputs["reference"], case.labels_reference
@@ -132,7 +133,7 @@ def recolour_baseline(case: Case) -> np.ndarray:
     if case.target_slot != "person":
         out = np.full_like(case.truth, 255)
         colour = ref_upper if case.target_slot == "upper" else ref_lower
-        out[case.inputs.get("_silhouette", case.region)] = colour.round().astype(np.uint8)
+        out[case.region if silhouette is None else silhouette] = colour.round().astype(np.uint8)
         return out
     upper = _mean_colour(case.inputs["upper"], case.inputs["upper"].min(-1) < 250) if "upper" in case.inputs else ref_upper
     lower = _mean_colour(case.inputs["lower"], case.inputs["lower"].min(-1) < 250) if "lower" in case.inputs else ref_lower
@@ -183,7 +184,7 @@ def model_predictor(pipe, steps: int, guidance: float, seed: int, convergence: d
     def predict(case: Case) -> np.ndarray:
         previews = [
             p.images[case.target_slot]
-            for p in pipe.stream(case.task, **{k: v for k, v in case.inputs.items() if not k.startswith("_")},
+            for p in pipe.stream(case.task, **case.inputs,
                                  num_inference_steps=steps, guidance_scale=guidance,
                                  generator=torch.Generator(pipe.device).manual_seed(seed))
         ]
@@ -216,9 +217,8 @@ def baselines(means: dict[str, np.ndarray] | None) -> dict[str, Callable[[Case],
         return case.inputs["reference"]
 
     def recolour(case: Case) -> np.ndarray:
-        if case.target_slot != "person" and means is not None:
-            case = Case(**{**case.__dict__, "inputs": case.inputs | {"_silhouette": means[f"{case.target_slot}_silhouette"]}})
-        return recolour_baseline(case)
+        silhouette = None if case.target_slot == "person" or means is None else means[f"{case.target_slot}_silhouette"]
+        return recolour_baseline(case, silhouette)
 
     def mean_garment(case: Case) -> np.ndarray | None:
         return None if case.target_slot == "person" or means is None else means[case.target_slot]

@@ -55,6 +55,11 @@ class OMFAOutput:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def _to_pil(images: dict[str, torch.Tensor]) -> dict[str, PIL.Image.Image]:
+    """Slot -> (3, H, W) tensor in [-1, 1] becomes slot -> RGB image."""
+    return {slot: PIL.Image.fromarray(tensor_to_image(x)) for slot, x in images.items()}
+
+
 def default_device() -> tuple[torch.device, torch.dtype]:
     """CUDA in bf16 when present, else the CPU in fp32."""
     if torch.cuda.is_available():
@@ -204,9 +209,10 @@ class OMFAPipeline(DiffusionPipeline):
         cond_slots = [SLOT_INDEX[s] for s in spec.conditions]
         target_slots = [SLOT_INDEX[s] for s in spec.targets]
         # 2. condition keys/values, once per request (and across requests)
-        cond_x = torch.cat([conds[s][:, None] for s in spec.conditions], dim=1)
         if use_cache:
             cache = ConditionKV.cat([self._condition_kv(s, conds[s]) for s in spec.conditions])
+        else:
+            cond_x = torch.cat([conds[s][:, None] for s in spec.conditions], dim=1)
         # 3. guidance: the unconditional branch masks the guided conditions
         use_cfg = guidance_scale != 1.0 and bool(spec.guidance)
         keep = torch.ones(1, len(cond_slots), dtype=torch.bool, device=self.device)
@@ -230,10 +236,9 @@ class OMFAPipeline(DiffusionPipeline):
         for step in sample(denoise, latent_shape, sched, num_inference_steps, generator, self.device):
             # 4. the Tweedie preview of every target slot
             pixels = self._decode(step.x0[0]).float()
-            if output_type == "pt":
-                images = {s: pixels[i] for i, s in enumerate(spec.targets)}
-            else:
-                images = {s: PIL.Image.fromarray(tensor_to_image(pixels[i])) for i, s in enumerate(spec.targets)}
+            images = {s: pixels[i] for i, s in enumerate(spec.targets)}
+            if output_type == "pil":
+                images = _to_pil(images)
             yield Preview(step.index, step.num_steps, step.timestep, images, step.final, spec.name)
 
     def _latent_chw(self) -> tuple[int, int, int]:
@@ -300,17 +305,13 @@ class OMFAPipeline(DiffusionPipeline):
             p.stage = "try_off"
             if p.final:
                 garments = p.images
-            yield self._as_pil(p, kwargs.get("output_type", "pil"))
+            if kwargs.get("output_type", "pil") == "pil":
+                p.images = _to_pil(p.images)
+            yield p
         for p in self.stream(self.try_on_task(garments.get("upper"), garments.get("lower")), reference=reference,
                              pose=pose, upper=garments.get("upper"), lower=garments.get("lower"), **kwargs):
             p.stage = "try_on"
             yield p
-
-    @staticmethod
-    def _as_pil(p: Preview, output_type: str) -> Preview:
-        if output_type == "pil":
-            p.images = {s: PIL.Image.fromarray(tensor_to_image(x)) for s, x in p.images.items()}
-        return p
 
     def transfer(self, source: ImageInput, reference: ImageInput, pose: ImageInput, which: str = "upper",
                  **kwargs: Any) -> OMFAOutput:

@@ -206,9 +206,7 @@ def train(cfg: TrainConfig, dataset, out: Path, *, max_minutes: float | None = N
             sampler.refresh()
         # 1. a task and a batch of samples that support it
         task, samples = sampler.draw(rng, cfg.batch_size)
-        batch = collate(task, samples, rng)
-        batch = Batch(*(x.to(accelerator.device) if isinstance(x, torch.Tensor) else x for x in
-                        (batch.targets, batch.target_slots, batch.conditions, batch.condition_slots, batch.pose)))
+        batch = collate(task, samples, rng).to(accelerator.device)
         # 2. partial diffusion: noise the targets, keep the conditions clean
         with accelerator.autocast():
             loss = partial_diffusion_loss(model, batch, gen, abar, cfg.condition_dropout, cfg.full_canvas)
