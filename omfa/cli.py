@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("omfa.data.cli", "generate the synthetic fitting-room dataset"),
     "train": ("omfa.train", "train a model"),
     "eval": ("omfa.evaluate", "evaluate a model against baselines"),
+    "ablate": ("omfa.ablations", "train and score the ablations at equal compute"),
     "bench": ("omfa.bench", "benchmarks (cache, reliability)"),
 }
 

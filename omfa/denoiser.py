@@ -39,13 +39,14 @@ class DenoiserPreset:
     num_heads: int
     patch_size: int
     mlp_ratio: float = 4.0
+    refiner_channels: int = 0  # 0: plain linear unpatchify head
 
 
 PRESETS: dict[str, DenoiserPreset] = {
     "tiny": DenoiserPreset(hidden_size=64, depth=2, num_heads=2, patch_size=8),  # tests: seconds
     # the shipped CPU model: sized so that a useful model trains in a few CPU hours
-    "small": DenoiserPreset(hidden_size=192, depth=6, num_heads=3, patch_size=8),
-    "medium": DenoiserPreset(hidden_size=256, depth=8, num_heads=4, patch_size=8),
+    "small": DenoiserPreset(hidden_size=192, depth=6, num_heads=3, patch_size=8, refiner_channels=32),
+    "medium": DenoiserPreset(hidden_size=256, depth=8, num_heads=4, patch_size=8, refiner_channels=32),
     "base": DenoiserPreset(hidden_size=768, depth=12, num_heads=12, patch_size=4),  # GPUs
 }
 
@@ -181,6 +182,43 @@ class Block(nn.Module):
         return self._finish(ht, attn, gate1, shift2, scale2, gate2)
 
 
+class PixelRefiner(nn.Module):
+    """A small full-resolution conv net that corrects the patch head's x0.
+
+    A patch transformer predicts each p x p patch through one linear map, so
+    its x0 shows seams at patch borders and cannot follow a silhouette inside
+    a patch. The refiner sees, per pixel, the coarse x0, features the head
+    unpatchifies, the noisy target (which carries the exact detail at low
+    noise) and the pose map, and adds a residual. It works on each target slot
+    alone, so conditions and their cache are untouched. Its last conv starts at
+    zero: a refiner added to a trained model leaves its output unchanged.
+    """
+
+    def __init__(self, hidden_size: int, patch_size: int, in_channels: int, pose_channels: int,
+                 channels: int, features: int = 8):
+        super().__init__()
+        self.features = features
+        self.to_features = nn.Linear(hidden_size, features * patch_size**2)
+        self.film = nn.Linear(hidden_size, 2 * channels)  # the slot's timestep sets how much to trust x_t
+        stem_in = features + 2 * in_channels + pose_channels
+        self.stem = nn.Conv2d(stem_in, channels, 3, padding=1)
+        self.mid = nn.Conv2d(channels, channels, 3, padding=1)
+        self.out = nn.Conv2d(channels, in_channels, 3, padding=1)
+        for conv in (self.stem, self.mid):
+            nn.init.kaiming_uniform_(conv.weight, a=math.sqrt(5))
+        for layer in (self.film, self.out):
+            nn.init.zeros_(layer.weight)
+            nn.init.zeros_(layer.bias)
+
+    def forward(self, coarse, features, x_t, pose, cond):
+        """coarse, x_t (N, C, H, W); features (N, F, H, W); pose (N, Cp, H, W); cond (N, D) -> x0."""
+        h = self.stem(torch.cat([coarse, features, x_t, pose], dim=1))
+        scale, shift = self.film(cond)[:, :, None, None].chunk(2, dim=1)
+        h = F.gelu(h * (1 + scale) + shift)
+        h = F.gelu(self.mid(h))
+        return coarse + self.out(h)
+
+
 class OMFATransformer(ModelMixin, ConfigMixin):
     """Partial-diffusion slot transformer predicting x0 of the target slots."""
 
@@ -197,6 +235,7 @@ class OMFATransformer(ModelMixin, ConfigMixin):
         mlp_ratio: float = 4.0,
         num_slots: int = 4,
         local_condition_attention: bool = True,
+        refiner_channels: int = 0,
     ):
         super().__init__()
         h, w = sample_size
@@ -215,6 +254,9 @@ class OMFATransformer(ModelMixin, ConfigMixin):
         self.ada_out = nn.Sequential(nn.SiLU(), nn.Linear(hidden_size, 2 * hidden_size))
         self.out = nn.Linear(hidden_size, patch_dim)
         self._init_weights()
+        # built after _init_weights, which would zero its feature projection
+        self.refiner = (PixelRefiner(hidden_size, patch_size, in_channels, pose_channels, refiner_channels)
+                        if refiner_channels else None)
 
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "OMFATransformer":
@@ -250,9 +292,9 @@ class OMFATransformer(ModelMixin, ConfigMixin):
         x = x.reshape(b, s, c, h // p, p, w // p, p).permute(0, 1, 3, 5, 2, 4, 6)
         return x.reshape(b, s, (h // p) * (w // p), c * p * p)
 
-    def _unpatchify(self, x: torch.Tensor) -> torch.Tensor:
+    def _unpatchify(self, x: torch.Tensor, channels: int | None = None) -> torch.Tensor:
         # x (B, T, L, C*p*p) -> (B, T, C, H, W)
-        p, c = self.config.patch_size, self.config.in_channels
+        p, c = self.config.patch_size, channels or self.config.in_channels
         gh, gw = self.grid
         b, t = x.shape[:2]
         x = x.reshape(b, t, gh, gw, c, p, p).permute(0, 1, 4, 2, 5, 3, 6)
@@ -330,7 +372,7 @@ class OMFATransformer(ModelMixin, ConfigMixin):
         if conditions is None or not len(condition_slots):
             for block in self.blocks:
                 ht = block.targets(ht, ct, None, None, None)
-            return self._head(ht, ct)
+            return self._head(ht, ct, targets, target_slots, pose)
         self._check(conditions, condition_slots, "conditions")
         k = conditions.shape[1]
         hc, cc = self._embed(conditions, condition_slots, Role.CONDITION, torch.zeros(b, k, device=targets.device), None)
@@ -339,7 +381,7 @@ class OMFATransformer(ModelMixin, ConfigMixin):
         for block in self.blocks:
             k_, v_, hc = block.conditions(hc, cc, condition_keep, local)
             ht = block.targets(ht, ct, k_, v_, ctx_mask)
-        return self._head(ht, ct)
+        return self._head(ht, ct, targets, target_slots, pose)
 
     def forward_cached(
         self,
@@ -364,8 +406,21 @@ class OMFATransformer(ModelMixin, ConfigMixin):
         for i, block in enumerate(self.blocks):
             k_, v_ = cache.layers[i] if cache is not None else (None, None)
             ht = block.targets(ht, ct, k_, v_, ctx_mask)
-        return self._head(ht, ct)
+        return self._head(ht, ct, targets, target_slots, pose)
 
-    def _head(self, ht: torch.Tensor, ct: torch.Tensor) -> torch.Tensor:
+    def _head(self, ht, ct, targets, target_slots: Sequence[int], pose) -> torch.Tensor:
+        """Final adaLN, the linear patch head and, if configured, the pixel refiner -> x0 (B, T, C, H, W)."""
         shift, scale = self.ada_out(ct).unsqueeze(2).chunk(2, dim=-1)
-        return self._unpatchify(self.out(modulate(self.norm_out(ht), shift, scale))).float()
+        h = modulate(self.norm_out(ht), shift, scale)
+        coarse = self._unpatchify(self.out(h))
+        if self.refiner is None:
+            return coarse.float()
+        b, t, c, hh, ww = coarse.shape
+        feats = self._unpatchify(self.refiner.to_features(h), self.refiner.features)
+        pose_px = torch.zeros(b, t, self.config.pose_channels, hh, ww, dtype=coarse.dtype, device=coarse.device)
+        if pose is not None and PERSON in target_slots:
+            pose_px[:, list(target_slots).index(PERSON)] = pose.to(coarse.dtype)
+        flat = lambda x: x.reshape(b * t, *x.shape[2:])  # noqa: E731
+        x0 = self.refiner(flat(coarse), flat(feats), flat(targets.to(coarse.dtype)), flat(pose_px),
+                          ct.reshape(b * t, -1))
+        return x0.view(b, t, c, hh, ww).float()

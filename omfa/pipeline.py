@@ -208,7 +208,9 @@ class OMFAPipeline(DiffusionPipeline):
         conds, pose_t = self._gather(spec, {"reference": reference, "upper": upper, "lower": lower}, pose)
         cond_slots = [SLOT_INDEX[s] for s in spec.conditions]
         target_slots = [SLOT_INDEX[s] for s in spec.targets]
-        # 2. condition keys/values, once per request (and across requests)
+        # 2. condition keys/values, once per request (and across requests); a model whose
+        # conditions attend to each other (an ablation) has no exact cache and runs uncached
+        use_cache = use_cache and self.transformer.config.local_condition_attention
         if use_cache:
             cache = ConditionKV.cat([self._condition_kv(s, conds[s]) for s in spec.conditions])
         else:

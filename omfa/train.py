@@ -119,6 +119,21 @@ def build_model(cfg: TrainConfig) -> OMFATransformer:
                                        local_condition_attention=cfg.local_condition_attention)
 
 
+def load_init_weights(model: OMFATransformer, path: Path) -> None:
+    """Load weights for a warm start; a pixel refiner the file lacks starts fresh.
+
+    Its zero-initialised output leaves the loaded model's predictions unchanged, so a
+    trained model can grow a refiner and keep training. Any other mismatch is an error.
+    """
+    try:
+        missing, unexpected = model.load_state_dict(load_file(path), strict=False)
+    except RuntimeError as err:  # shape mismatches: weights of another preset
+        raise ValueError(f"{path} does not fit preset weights: {str(err).splitlines()[1].strip()}") from None
+    missing = [k for k in missing if not k.startswith("refiner.")]
+    if missing or unexpected:
+        raise ValueError(f"{path} does not fit preset weights: missing {missing[:5]}, unexpected {unexpected[:5]}")
+
+
 @torch.no_grad()
 def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> None:
     # one fused call over all tensors: a Python loop of lerp_ costs a visible share of a CPU step
@@ -183,7 +198,7 @@ def train(cfg: TrainConfig, dataset, out: Path, *, max_minutes: float | None = N
     torch.manual_seed(cfg.seed)
     model = build_model(cfg)
     if init_weights is not None:  # warm start from a weights file, with a fresh optimiser
-        model.load_state_dict(load_file(init_weights))
+        load_init_weights(model, init_weights)
     ema = copy.deepcopy(model).requires_grad_(False)
     # fused AdamW: the per-tensor default on CPU spent ~14% of a training step in Python
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99),

@@ -1,0 +1,144 @@
+"""Ablations at equal compute (`omfa ablate`): what partial diffusion and its design buy.
+
+    omfa ablate --data data/synth --out runs/ablations --preset tiny --steps 1500 --json
+
+Five models of one preset train from the same seed for the same number of steps
+and batch size, then run on the same held-out test samples:
+  partial                   the OMFA recipe: targets noised, conditions clean, all tasks
+  full-canvas               every slot noised at one timestep; at sampling the conditions
+                            are re-noised to the current timestep and put back each step
+  full-condition-attention  conditions attend to each other (the cache is no longer exact)
+  try-on-only               a single-direction model: try-on and outfit tasks only
+  try-off-only              a single-direction model: try-off tasks only
+Training resumes per variant (each has its own run folder), so an interrupted
+ablation continues where it stopped. Every model samples with the same
+scheduler, steps and seed, and without guidance: the full-canvas model has no
+unconditional branch to guide with.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from omfa.canvas import SLOT_INDEX, get_task, image_to_tensor, tensor_to_image
+from omfa.diffusion import add_noise, alphas_cumprod, make_scheduler, roles_to_slots, sample
+from omfa.evaluate import Case, cases_from_sample, evaluate, format_table, model_predictor
+from omfa.train import CONFIGS, TrainConfig, train
+
+TRY_ON = ("try_on_upper", "try_on_lower", "outfit")
+TRY_OFF = ("try_off_upper", "try_off_lower", "try_off_outfit")
+
+# variant -> (TrainConfig overrides, task families it is scored on)
+VARIANTS: dict[str, tuple[dict, tuple[str, ...]]] = {
+    "partial": ({}, ("try_on", "try_off")),
+    "full-canvas": ({"full_canvas": True}, ("try_on", "try_off")),
+    "full-condition-attention": ({"local_condition_attention": False}, ("try_on", "try_off")),
+    "try-on-only": ({"tasks": TRY_ON}, ("try_on",)),
+    "try-off-only": ({"tasks": TRY_OFF}, ("try_off",)),
+}
+
+
+def variant_config(base: TrainConfig, name: str) -> TrainConfig:
+    if name not in VARIANTS:
+        raise ValueError(f"unknown ablation {name!r}; choose from {', '.join(VARIANTS)}")
+    return replace(base, **VARIANTS[name][0])
+
+
+def full_canvas_predictor(model, steps: int, seed: int) -> Callable[[Case], np.ndarray]:
+    """Sampling for a full-canvas model: every slot is a target at one shared timestep.
+
+    The conditions are known, so at each step they are replaced by their clean
+    image noised to the current timestep with one fixed noise draw (replacement
+    conditioning); only the real targets' x0 is kept.
+    """
+    abar = alphas_cumprod()
+
+    @torch.no_grad()
+    def predict(case: Case) -> np.ndarray:
+        spec = get_task(case.task)
+        targets, _ = roles_to_slots(spec.roles())
+        cond_names = list(spec.conditions)
+        conds = torch.stack([image_to_tensor(case.inputs[s]) for s in cond_names])[None]
+        pose = image_to_tensor(case.inputs["pose"])[None] if spec.uses_pose else None
+        gen = torch.Generator().manual_seed(seed)
+        cond_noise = torch.randn(conds.shape, generator=gen)
+        slots = targets + [SLOT_INDEX[s] for s in cond_names]
+
+        def denoise(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            index = (t * 1000).round().long().clamp(0, 999)
+            noisy = add_noise(conds, index, cond_noise, abar)
+            return model(torch.cat([x_t, noisy], dim=1), slots, t, None, (), pose)[:, : len(targets)]
+
+        shape = (1, len(targets), *conds.shape[2:])
+        *_, last = sample(denoise, shape, make_scheduler("ddim"), steps, gen)
+        return tensor_to_image(last.x0[0, spec.targets.index(case.target_slot)])
+
+    return predict
+
+
+def run_variant(name: str, base: TrainConfig, dataset, out: Path, max_minutes: float | None) -> dict:
+    cfg = variant_config(base, name)
+    return train(cfg, dataset, out / name, max_minutes=max_minutes,
+                 log=lambda line: print(f"[{name}] {line}", flush=True))
+
+
+def predictor_for(name: str, run: Path, steps: int, seed: int) -> Callable[[Case], np.ndarray]:
+    from omfa.pipeline import OMFAPipeline
+
+    pipe = OMFAPipeline.load(run / "pipeline", device="cpu")
+    if VARIANTS[name][0].get("full_canvas"):
+        return full_canvas_predictor(pipe.transformer, steps, seed)
+    return model_predictor(pipe, steps, guidance=1.0, seed=seed, convergence={})
+
+
+def main(argv: list[str]) -> int:
+    from omfa.data.shards import ShardDataset
+
+    parser = argparse.ArgumentParser(prog="omfa ablate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True, help="folder of per-variant run folders")
+    parser.add_argument("--preset", default="tiny")
+    parser.add_argument("--steps", type=int, default=1500, help="training steps per variant")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--max-minutes", type=float, help="per variant: stop (after saving) and resume later")
+    parser.add_argument("--eval-steps", type=int, default=20)
+    parser.add_argument("--limit", type=int, default=25, help="test samples (every 8th: one per view group)")
+    parser.add_argument("--eval-only", action="store_true", help="skip training, score the saved models")
+    parser.add_argument("--in-memory", action="store_true", help="decode the train split once for all variants")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args(argv)
+    names = [n.strip() for n in args.variants.split(",")]
+    base = replace(CONFIGS["small-cpu"], preset=args.preset, steps=args.steps, batch_size=args.batch_size,
+                   warmup=max(1, min(500, args.steps // 10)))
+    for n in names:
+        variant_config(base, n)  # fail on a typo before hours of training
+    if not args.eval_only:
+        train_set = ShardDataset(args.data, "train")
+        if args.in_memory:
+            train_set = [train_set[i] for i in range(len(train_set))]
+        for n in names:
+            run_variant(n, base, train_set, args.out, args.max_minutes)
+    test = ShardDataset(args.data, "test")
+    samples = [test[i] for i in range(0, len(test), 8)][: args.limit]
+    table: dict = {}
+    for n in names:
+        run = args.out / n
+        if not (run / "pipeline" / "model_index.json").is_file():
+            parser.error(f"{run} has no trained model; run without --eval-only first")
+        cases = [c for s in samples for c in cases_from_sample(s, VARIANTS[n][1])]
+        for family, methods in evaluate({n: predictor_for(n, run, args.eval_steps, 0)}, cases).items():
+            table.setdefault(family, {}).update(methods)
+    steps_done = {n: json.loads((args.out / n / "checkpoint" / "state.json").read_text())["step"] for n in names}
+    result = {"preset": args.preset, "train_steps": steps_done, "batch_size": args.batch_size,
+              "samples": len(samples), "eval_steps": args.eval_steps, "table": table}
+    print(json.dumps(result) if args.json else format_table(table))
+    return 0
