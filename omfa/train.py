@@ -43,6 +43,7 @@ class TrainConfig:
     condition_dropout: float = 0.1
     full_canvas: bool = False  # ablation: noise every slot at one timestep
     local_condition_attention: bool = True  # ablation: False = full attention among conditions
+    refiner: bool = True  # False: the preset without its pixel refiner (the plain patch head)
     tasks: tuple[str, ...] = tuple(TASKS)
     # relative frequency of each task family; missing tasks default to 1.0
     task_weights: dict = field(default_factory=lambda: {
@@ -115,8 +116,9 @@ def collate(task: str, samples: list[dict], rng: np.random.Generator) -> Batch:
 
 
 def build_model(cfg: TrainConfig) -> OMFATransformer:
+    extra = {} if cfg.refiner else {"refiner_channels": 0}
     return OMFATransformer.from_preset(cfg.preset, sample_size=CANVAS_HW,
-                                       local_condition_attention=cfg.local_condition_attention)
+                                       local_condition_attention=cfg.local_condition_attention, **extra)
 
 
 def load_init_weights(model: OMFATransformer, path: Path) -> None:
@@ -265,6 +267,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--tasks", help="comma-separated task subset (ablations)")
     parser.add_argument("--full-canvas", action="store_true", help="ablation: noise every slot")
     parser.add_argument("--full-condition-attention", action="store_true", help="ablation: conditions attend across slots")
+    parser.add_argument("--no-refiner", action="store_true", help="train the preset with the plain patch head")
     parser.add_argument("--max-minutes", type=float, help="stop (after saving) when this much time has passed")
     parser.add_argument("--init-weights", type=Path, help="start from these model weights (safetensors)")
     parser.add_argument("--in-memory", action="store_true", help="decode the whole split into memory first")
@@ -280,6 +283,8 @@ def main(argv: list[str]) -> int:
         overrides["full_canvas"] = True
     if args.full_condition_attention:
         overrides["local_condition_attention"] = False
+    if args.no_refiner:
+        overrides["refiner"] = False
     cfg = replace(cfg, **overrides)
     from omfa.data.shards import ShardDataset
 

@@ -100,3 +100,12 @@ def test_full_canvas_sampling_uses_the_conditions():
     assert a.shape == (*HW, 3) and a.dtype == np.uint8
     assert np.array_equal(a, again)  # seeded: the same inputs give the same image
     assert np.abs(a.astype(int) - b.astype(int)).max() > 0  # another portrait changes the result
+
+
+def test_training_config_chooses_the_head():
+    from dataclasses import replace
+
+    from omfa.train import build_model
+
+    assert build_model(CONFIGS["small-cpu"]).refiner is not None  # the shipped preset refines pixels
+    assert build_model(replace(CONFIGS["small-cpu"], refiner=False)).refiner is None
