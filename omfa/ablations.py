@@ -28,8 +28,8 @@ import numpy as np
 import torch
 
 from omfa.canvas import SLOT_INDEX, get_task, image_to_tensor, tensor_to_image
-from omfa.diffusion import add_noise, alphas_cumprod, make_scheduler, roles_to_slots, sample
-from omfa.evaluate import Case, cases_from_sample, evaluate, format_table, model_predictor
+from omfa.diffusion import NUM_TRAIN_TIMESTEPS, add_noise, alphas_cumprod, make_scheduler, roles_to_slots, sample
+from omfa.evaluate import Case, cases_from_sample, evaluate, format_table, model_predictor, sample_indices
 from omfa.train import CONFIGS, TrainConfig, train
 
 TRY_ON = ("try_on_upper", "try_on_lower", "outfit")
@@ -72,7 +72,7 @@ def full_canvas_predictor(model, steps: int, seed: int) -> Callable[[Case], np.n
         slots = targets + [SLOT_INDEX[s] for s in cond_names]
 
         def denoise(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            index = (t * 1000).round().long().clamp(0, 999)
+            index = (t * NUM_TRAIN_TIMESTEPS).round().long().clamp(0, NUM_TRAIN_TIMESTEPS - 1)
             noisy = add_noise(conds, index, cond_noise, abar)
             return model(torch.cat([x_t, noisy], dim=1), slots, t, None, (), pose)[:, : len(targets)]
 
@@ -128,7 +128,7 @@ def main(argv: list[str]) -> int:
         for n in names:
             run_variant(n, base, train_set, args.out, args.max_minutes)
     test = ShardDataset(args.data, "test")
-    samples = [test[i] for i in range(0, len(test), 8)][: args.limit]
+    samples = [test[i] for i in sample_indices(len(test), 8, args.limit)]
     table: dict = {}
     for n in names:
         run = args.out / n

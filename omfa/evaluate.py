@@ -255,6 +255,11 @@ def results_sheet(predict: Callable[[Case], np.ndarray], cases: list[Case]) -> n
     return grid_sheet(rows, ["portrait", "garment", "pose", "output", "ground truth"], captions)
 
 
+def sample_indices(length: int, every: int, limit: int | None) -> list[int]:
+    """Every `every`-th sample index (8 on the test split: one view per multi-view group), at most `limit`."""
+    return list(range(0, length, max(1, every)))[:limit]
+
+
 def main(argv: list[str]) -> int:
     from omfa.data.shards import ShardDataset
     from omfa.pipeline import OMFAPipeline
@@ -282,7 +287,7 @@ def main(argv: list[str]) -> int:
         if f not in FAMILIES:
             parser.error(f"unknown task family {f!r}; choose from {', '.join(FAMILIES)}")
     data = ShardDataset(args.data, args.split)
-    indices = list(range(0, len(data), max(1, args.every)))[: args.limit]
+    indices = sample_indices(len(data), args.every, args.limit)
     n = len(indices)
     cases = [c for i in indices for c in cases_from_sample(data[i], families)]
     predictors: dict[str, Callable] = {}

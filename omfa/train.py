@@ -130,7 +130,8 @@ def load_init_weights(model: OMFATransformer, path: Path) -> None:
     try:
         missing, unexpected = model.load_state_dict(load_file(path), strict=False)
     except RuntimeError as err:  # shape mismatches: weights of another preset
-        raise ValueError(f"{path} does not fit preset weights: {str(err).splitlines()[1].strip()}") from None
+        first = next((line.strip() for line in str(err).splitlines()[1:] if line.strip()), str(err))
+        raise ValueError(f"{path} does not fit preset weights: {first}") from None
     missing = [k for k in missing if not k.startswith("refiner.")]
     if missing or unexpected:
         raise ValueError(f"{path} does not fit preset weights: missing {missing[:5]}, unexpected {unexpected[:5]}")
