@@ -255,6 +255,8 @@ class FittingRoom:
         sample["person_same"], sample["labels_person_same"] = self.person_image(person, spec.outfit_a, posed, spec.view.yaw_deg)
         sample["pose"] = self.renderer.pose_map(posed.mesh, spec.view.yaw_deg, CANVAS_HW)
         sample["pose_ref"] = self.renderer.pose_map(posed_ref.mesh, spec.view_ref.yaw_deg, CANVAS_HW)
+        sample["surface"] = self.renderer.surface_map(posed.mesh, spec.view.yaw_deg, CANVAS_HW)
+        sample["surface_ref"] = self.renderer.surface_map(posed_ref.mesh, spec.view_ref.yaw_deg, CANVAS_HW)
         for slot, index in (("upper", 0), ("lower", 1)):
             for outfit_name, outfit in (("a", spec.outfit_a), ("b", spec.outfit_b)):
                 image, mask = self.shop_image(outfit[index])

@@ -53,12 +53,18 @@ class LowPolyBody:
         self.faces = np.ascontiguousarray(new_faces, dtype=np.int32)
         self.part_labels = np.asarray(body.part_labels)[kept]
         self.strongest_joint = np.asarray(body.strongest_joint)[kept]
+        # Surface coordinates for the dense pose condition: the rest body (mean
+        # shape) scaled into [0, 1] per axis, fixed per vertex whatever the pose or shape.
+        rest_kept = vertices[kept]
+        low, high = rest_kept.min(axis=0), rest_kept.max(axis=0)
+        self.surface = ((rest_kept - low) / (high - low)).astype(np.float32)
 
     def posed(self, pose: Pose, shape: np.ndarray | None = None) -> PosedMesh:
         """The low-poly body in `pose` (grounded like the full body)."""
         full = self.body.posed(pose, shape)
         face_uv = None if full.face_uv is None else full.face_uv[self.kept]
-        return PosedMesh(full.vertices[self.kept], self.faces, self.part_labels, full.joints, face_uv=face_uv)
+        return PosedMesh(full.vertices[self.kept], self.faces, self.part_labels, full.joints, face_uv=face_uv,
+                         surface=self.surface)
 
     def rest(self, shape: np.ndarray | None = None) -> PosedMesh:
         """The rest T-pose, same vertex order as `posed`."""

@@ -30,10 +30,11 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-FORMAT_VERSION = 1
-# RGB uint8 (H, W, 3) images; pose maps have a black background, the rest white.
+FORMAT_VERSION = 2  # 2: the dense-correspondence pose maps "surface" and "surface_ref"
+# RGB uint8 (H, W, 3) images; pose and surface maps have a black background, the rest white.
 SAMPLE_IMAGES: tuple[str, ...] = (
-    "reference", "person", "person_same", "pose", "pose_ref", "upper_a", "lower_a", "upper_b", "lower_b",
+    "reference", "person", "person_same", "pose", "pose_ref", "surface", "surface_ref",
+    "upper_a", "lower_a", "upper_b", "lower_b",
 )  # fmt: skip
 # uint8 (H, W) label maps: 0 background, 1 skin, 2 hair, 3 upper, 4 lower, 5 shoes.
 SAMPLE_LABELS: tuple[str, ...] = ("labels_reference", "labels_person", "labels_person_same")

@@ -148,6 +148,7 @@ class PosedMesh:
     joints: np.ndarray
     joint_names: tuple[str, ...] = field(default=JOINT_NAMES)
     face_uv: np.ndarray | None = None  # (V, 2) texture coordinates of the face, see face_texcoords
+    surface: np.ndarray | None = None  # (V, 3) float32 in [0, 1]: each vertex's place on the rest body
 
 
 def part_labels_from_joints(strongest_joint: np.ndarray) -> np.ndarray:

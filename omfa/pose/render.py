@@ -283,6 +283,27 @@ class PoseRenderer:
         color, _ = self._draw(scene, size, pyrender.RenderFlags.SEG, seg_map)
         return np.ascontiguousarray(color[..., :3])
 
+    def surface_map(self, mesh: PosedMesh, yaw_deg: float = 0.0, size_hw: Sequence[int] = CANVAS_HW) -> np.ndarray:
+        """The dense-correspondence pose condition: (H, W, 3) uint8 on black.
+
+        Each body pixel shows, as RGB, where on the rest body (T-pose, mean
+        shape) the surface under it lies: x (the body's left) as red, height as
+        green, front-back depth as blue (`PosedMesh.surface`). As DensePose
+        does for photos, this tells the model for every pixel which point of a
+        garment belongs there, which the flat part colours of `pose_map` cannot.
+        Rendered unlit, so each pixel is the interpolated coordinate itself.
+        """
+        if mesh.surface is None:
+            raise ValueError("this body has no surface coordinates; pose it with omfa.pose.lowpoly.LowPolyBody")
+        size = _check_size(size_hw)
+        colors = np.concatenate([mesh.surface, np.ones((len(mesh.surface), 1))], axis=1).astype(np.float32)
+        material = pyrender.MetallicRoughnessMaterial(baseColorFactor=(1.0, 1.0, 1.0, 1.0), metallicFactor=0.0)
+        primitive = pyrender.Primitive(positions=mesh.vertices, color_0=colors, indices=mesh.faces.astype(np.uint32),
+                                       material=material)
+        scene = self._scene([pyrender.Mesh([primitive])], yaw_deg, size, (0.0, 0.0, 0.0))
+        color, _ = self._draw(scene, size, pyrender.RenderFlags.FLAT)
+        return np.ascontiguousarray(color[..., :3])
+
     def thumbnail(self, mesh: PosedMesh, yaw_deg: float = 0.0, size_hw: Sequence[int] = THUMBNAIL_HW) -> np.ndarray:
         """A shaded gallery image (H, W, 3) uint8: pastel part colours on light grey, with a face."""
         colors = 0.55 * PALETTE[mesh.part_labels] / 255.0 + 0.45 * 0.8  # soften towards grey
