@@ -37,13 +37,13 @@ def gpu_decorator() -> Callable[[Callable], Callable] | None:
 
 def build(model: str | os.PathLike | None = None) -> gr.Blocks:
     """Load the pipeline and build the queued app (not launched)."""
+    from omfa.app.blocks import create_demo
     from omfa.pipeline import DEFAULT_MODEL_DIR, OMFAPipeline
-    from omfa.ui import create_demo
-    from omfa.ui_context import AppContext
+    from omfa.studio.context import StudioContext
 
     path = Path(model or os.environ.get("OMFA_MODEL") or DEFAULT_MODEL_DIR)
     pipe = OMFAPipeline.load(path)
-    context = AppContext(pipe, gpu=gpu_decorator())
+    context = StudioContext(pipe, gpu=gpu_decorator())
     context.warm_up()
     card = path / "README.md"
     demo = create_demo(pipe, model_card=card.read_text(encoding="utf-8") if card.is_file() else None,
@@ -57,9 +57,9 @@ def launch_kwargs() -> dict:
     on a user's behalf, an offline theme."""
     from starlette.middleware import Middleware
 
-    from omfa.ui import theme
-    from omfa.ui_context import EXAMPLES_DIR
-    from omfa.ui_upload import RefuseRemoteFiles
+    from omfa.app.blocks import theme
+    from omfa.app.uploads import RefuseRemoteFiles
+    from omfa.studio.context import EXAMPLES_DIR
 
     return {"max_file_size": MAX_UPLOAD, "allowed_paths": [str(EXAMPLES_DIR)], "theme": theme(),
             "app_kwargs": {"middleware": [Middleware(RefuseRemoteFiles)]}}  # fmt: skip

@@ -5,13 +5,16 @@ targets are noised and denoised, conditions stay clean (timestep 0), absent
 slots are left out of attention entirely. One model learns every task by
 seeing random task configurations during training, the way masked diffusion
 language models learn from random subsets of masked tokens.
+
+This is the vocabulary alone: which data sample fills which slot lives in
+`omfa.data.examples`, and the slot images' size is the model's
+(`OMFATransformer.config.sample_size`) or the dataset's, never a constant here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import IntEnum
-
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,9 +22,8 @@ import numpy as np
 if TYPE_CHECKING:  # torch is imported where tensors are made, so `import omfa.canvas` stays light
     import torch
 
-# Every slot image has this size (height, width) in pixels. 128x96 keeps the
-# person at least 96 px tall (a whole body in a 4:3 portrait frame).
-CANVAS_HW: tuple[int, int] = (128, 96)
+# The canvas size is not fixed here: it comes from the loaded model (`config.sample_size`,
+# `OMFAPipeline.canvas_hw`) or the dataset (`ShardDataset.size_hw`).
 
 # Background colour of person, reference and shop images (uint8 RGB). The pose
 # map's background is black.
@@ -67,6 +69,17 @@ class Task:
     def roles(self) -> tuple[Role, ...]:
         """Role of every slot, in `SLOTS` order."""
         return tuple(self.role(s) for s in SLOTS)
+
+    def slot_indices(self) -> tuple[list[int], list[int]]:
+        """(target slot indices, condition slot indices), each in `SLOTS` order.
+
+        These are the slot ids the model embeds (`OMFATransformer(..., target_slots, ...,
+        condition_slots)`); absent slots appear in neither list.
+        """
+        roles = self.roles()
+        targets = [i for i, r in enumerate(roles) if r == Role.TARGET]
+        conditions = [i for i, r in enumerate(roles) if r == Role.CONDITION]
+        return targets, conditions
 
 
 def _task(name, targets, conditions, guidance, description) -> tuple[str, Task]:
@@ -122,62 +135,3 @@ def tensor_to_image(x: torch.Tensor) -> np.ndarray:
         raise ValueError(f"expected a tensor of shape (3, H, W), got {tuple(x.shape)}")
     x = x.detach().float().clamp(-1, 1).add(1).mul(127.5).round()
     return x.to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-
-
-# ----------------------------------------------------------------------------
-# Training examples: a data sample (see omfa.data) -> one task on the canvas.
-
-# Which sample keys fill which slots, per task. A task whose garment keys are
-# "_b" reads outfit B (what `person` wears); the try-off variants read either
-# the portrait (outfit A) or the person (outfit B) as the dressed `reference`.
-_TRY_OFF_SOURCES = (("reference", "a"), ("person", "b"))
-
-
-def sample_tasks(sample: dict) -> list[str]:
-    """Task names a synthetic or real sample supports."""
-    if "tasks" in sample:
-        return [t for t in sample["tasks"] if t in TASKS]
-    replaced = sample["meta"]["replaced"]
-    tasks = ["try_off_upper", "try_off_lower", "try_off_outfit", "multiview", "outfit"]
-    if replaced == "upper":
-        tasks.append("try_on_upper")
-    if replaced == "lower":
-        tasks.append("try_on_lower")
-    return tasks
-
-
-def example_from_sample(sample: dict, task_name: str, rng: np.random.Generator) -> dict[str, torch.Tensor]:
-    """Fill the canvas for `task_name` from one data sample.
-
-    Returns `images` (S, 3, H, W) with zeros in absent slots, `pose` (3, H, W)
-    and `roles` (S,) long. `rng` picks among equivalent fillings (which dressed
-    image feeds a try-off).
-    """
-    import torch
-
-    task = get_task(task_name)
-    h, w = sample["reference"].shape[:2]
-    filled: dict[str, np.ndarray] = {}
-    pose = sample.get("pose")
-    if task.name.startswith("try_off"):
-        source, outfit = _TRY_OFF_SOURCES[int(rng.integers(len(_TRY_OFF_SOURCES)))]
-        if source not in sample:  # real data may have only one dressed image
-            source, outfit = "reference", "a"
-        filled["reference"] = sample[source]
-        for slot in task.targets:
-            filled[slot] = sample[f"{slot}_{outfit}"]
-    elif task.name == "multiview":
-        filled["reference"] = sample["reference"]
-        filled["person"] = sample["person_same"]
-    else:  # try-on: the person wears outfit B
-        filled["reference"] = sample["reference"]
-        filled["person"] = sample["person"]
-        for slot in ("upper", "lower"):
-            if slot in task.conditions:
-                filled[slot] = sample[f"{slot}_b"]
-    images = torch.zeros(len(SLOTS), 3, h, w)
-    for slot, image in filled.items():
-        images[SLOT_INDEX[slot]] = image_to_tensor(image)
-    pose_t = image_to_tensor(pose) if (task.uses_pose and pose is not None) else torch.zeros(3, h, w)
-    roles = torch.tensor([int(r) for r in task.roles()], dtype=torch.long)
-    return {"images": images, "pose": pose_t, "roles": roles}

@@ -236,8 +236,11 @@ class OMFATransformer(ModelMixin, ConfigMixin):
         num_slots: int = 4,
         local_condition_attention: bool = True,
         refiner_channels: int = 0,
+        pose_condition: str = "parts",
     ):
         super().__init__()
+        # pose_condition names the map joined to the person slot (omfa.pose.condition.POSE_CONDITIONS);
+        # the model only stores it, so whoever renders pose maps for it renders the kind it learned.
         h, w = sample_size
         if h % patch_size or w % patch_size:
             raise ValueError(f"sample_size {h}x{w} must be divisible by patch_size {patch_size}")

@@ -1,23 +1,22 @@
-"""Noise schedule, the partial-diffusion training loss, and the sampling loop.
+"""Noise schedule, schedulers, the sampling loop and classifier-free guidance.
 
 The sampler is a pure loop over a `denoise(x_t, t) -> x0` callable (the
 k-diffusion contract): it knows nothing of slots, caches or guidance, which
 the pipeline folds into the callable. Schedulers are stock diffusers ones
 configured for x0 prediction (`prediction_type="sample"`), so each step's
 model output *is* the Tweedie estimate E[x0 | x_t] that the app previews.
+Training on this schedule (the forward process, the partial-diffusion loss)
+lives in `omfa.training.loss`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import torch
-import torch.nn.functional as F
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
-
-from omfa.canvas import Role
 
 NUM_TRAIN_TIMESTEPS = 1000
 BETA_SCHEDULE = "squaredcos_cap_v2"  # cosine: keeps low-noise steps informative at small resolutions
@@ -46,78 +45,6 @@ def make_scheduler(name: str = "ddim") -> SchedulerMixin:
 def alphas_cumprod() -> torch.Tensor:
     """alpha-bar_t for t = 0..999 of the shared training schedule."""
     return make_scheduler("ddim").alphas_cumprod.clone()
-
-
-# ----------------------------------------------------------------------------
-# Training
-
-
-def add_noise(x0: torch.Tensor, t_index: torch.Tensor, noise: torch.Tensor, abar: torch.Tensor) -> torch.Tensor:
-    """x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps  (DDPM eq. 4); t_index (B,) integer."""
-    a = abar.to(x0.device)[t_index].view(-1, *([1] * (x0.ndim - 1)))
-    return a.sqrt() * x0 + (1 - a).sqrt() * noise
-
-
-@dataclass
-class Batch:
-    """One training batch of a single task configuration (slots fixed per batch).
-
-    targets (B, T, C, H, W) and conditions (B, K, C, H, W) are clean images,
-    pose (B, Cp, H, W) or None, condition_keep (B, K) bool.
-    """
-
-    targets: torch.Tensor
-    target_slots: list[int]
-    conditions: torch.Tensor | None
-    condition_slots: list[int]
-    pose: torch.Tensor | None
-    condition_keep: torch.Tensor | None = None
-
-    def to(self, device: torch.device | str) -> "Batch":
-        move = lambda x: None if x is None else x.to(device)  # noqa: E731
-        return Batch(move(self.targets), self.target_slots, move(self.conditions), self.condition_slots,
-                     move(self.pose), move(self.condition_keep))
-
-
-def partial_diffusion_loss(
-    model: Callable[..., torch.Tensor],
-    batch: Batch,
-    generator: torch.Generator,
-    abar: torch.Tensor,
-    condition_dropout: float = 0.1,
-    full_canvas: bool = False,
-) -> torch.Tensor:
-    """x0-prediction MSE on the noised target slots only.
-
-    Conditions stay clean (timestep 0); each condition is dropped per sample
-    with probability `condition_dropout` so the model also learns the
-    unconditional branches that guidance needs. `full_canvas=True` is the
-    ablation that noises every slot at one timestep (conditions included) and
-    still scores only the targets.
-    """
-    x0 = batch.targets
-    b = x0.shape[0]
-    device = x0.device
-    t_index = torch.randint(0, NUM_TRAIN_TIMESTEPS, (b,), generator=generator, device=device)
-    noise = torch.randn(x0.shape, generator=generator, device=device)
-    x_t = add_noise(x0, t_index, noise, abar)
-    t = t_index.float() / NUM_TRAIN_TIMESTEPS
-    conditions, keep = batch.conditions, batch.condition_keep
-    if conditions is not None:
-        k = conditions.shape[1]
-        drop = torch.rand(b, k, generator=generator, device=device) < condition_dropout
-        keep = ~drop if keep is None else keep & ~drop
-    if full_canvas and conditions is not None:
-        # Every slot is a target at the same timestep; the model sees the noisy
-        # conditions as extra targets and the loss still scores the real targets.
-        cond_noise = torch.randn(conditions.shape, generator=generator, device=device)
-        noisy_cond = add_noise(conditions, t_index, cond_noise, abar)
-        everything = torch.cat([x_t, noisy_cond], dim=1)
-        pred = model(everything, batch.target_slots + batch.condition_slots, t, None, (), batch.pose)
-        pred = pred[:, : x0.shape[1]]
-    else:
-        pred = model(x_t, batch.target_slots, t, conditions, batch.condition_slots, batch.pose, keep)
-    return F.mse_loss(pred.float(), x0.float())
 
 
 # ----------------------------------------------------------------------------
@@ -172,9 +99,3 @@ def guided(x0_cond: torch.Tensor, x0_uncond: torch.Tensor, scale: float) -> torc
     """Classifier-free guidance on the x0 estimate: x0_u + s (x0_c - x0_u)."""
     return x0_uncond + scale * (x0_cond - x0_uncond)
 
-
-def roles_to_slots(roles: tuple[Role, ...]) -> tuple[list[int], list[int]]:
-    """(target slot indices, condition slot indices) from per-slot roles."""
-    targets = [i for i, r in enumerate(roles) if r == Role.TARGET]
-    conditions = [i for i, r in enumerate(roles) if r == Role.CONDITION]
-    return targets, conditions

@@ -6,14 +6,22 @@ Every task runs the same four numbered steps:
   3. denoise the target slots only, with guidance that masks the guided
      conditions' keys in the unconditional branch;
   4. stream each step's Tweedie x0 estimate; the last one is the result.
+
+A run of several tasks (garment transfer: try-off, then try-on; a pose
+gallery: one view after another) is a list of `Stage`s, planned by
+`try_on_stages` or `multiview_stages` and streamed by
+`OMFAPipeline.stream_stages`. Its seeding and carry rules live there and
+nowhere else, so `transfer`, `multiview` and the app give the same pixels.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import closing
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence, Union
+from typing import Any, Union
 
 import numpy as np
 import PIL.Image
@@ -44,6 +52,7 @@ class Preview:
     task: str
     view: int = 0  # index of the pose in a multi-view run
     stage: str = ""  # "try_off" / "try_on" inside a transfer
+    stage_index: int = 0  # position of its `Stage` in a multi-stage run (`stream_stages`)
 
 
 @dataclass
@@ -161,7 +170,7 @@ class OMFAPipeline(DiffusionPipeline):
             raise ValueError(f"task {task.name} needs the {' and '.join(missing)} image(s); pass {missing[0]}=...")
         if task.uses_pose and pose is None:
             raise ValueError(f"task {task.name} needs a pose map for the target pose; pass pose=... "
-                             "(omfa.pose.render.PoseRenderer.pose_map renders one)")
+                             "(omfa.pose.condition.pose_condition renders one)")
         conds = {s: self._encode(self._to_tensor(images[s], s)) for s in task.conditions}
         pose_t = self._encode(self._to_tensor(pose, "pose")) if task.uses_pose else None
         return conds, pose_t
@@ -206,8 +215,7 @@ class OMFAPipeline(DiffusionPipeline):
         sched = make_scheduler(scheduler) if scheduler else type(self.scheduler).from_config(self.scheduler.config)
         # 1. inputs
         conds, pose_t = self._gather(spec, {"reference": reference, "upper": upper, "lower": lower}, pose)
-        cond_slots = [SLOT_INDEX[s] for s in spec.conditions]
-        target_slots = [SLOT_INDEX[s] for s in spec.targets]
+        target_slots, cond_slots = spec.slot_indices()
         # 2. condition keys/values, once per request (and across requests); a model whose
         # conditions attend to each other (an ablation) has no exact cache and runs uncached
         use_cache = use_cache and self.transformer.config.local_condition_attention
@@ -299,21 +307,41 @@ class OMFAPipeline(DiffusionPipeline):
         """The flat shop image(s) of what the dressed person wears."""
         return self(self.try_off_task(which), reference=dressed, **kwargs)
 
+    # -- multi-stage runs: the plans are `try_on_stages` and `multiview_stages` (below the class) ----------
+
+    def stream_stages(self, stages: Sequence[Stage], *, generator: torch.Generator | None = None,
+                      output_type: str = "pil", **kwargs: Any) -> Iterator[Preview]:
+        """Run `stages` in order, yielding a `Preview` after every denoising step of each.
+
+        The seeding and carry rules of every multi-stage run:
+        - a stage with `seed=None` draws from `generator` (one generator for the
+          whole run, so a transfer's try-on continues the try-off's noise); a
+          stage with a seed draws from a fresh generator seeded so;
+        - the final images of a `carry` stage are inputs of every later stage,
+          passed on as tensors, never rounded to uint8 in between.
+        Each preview names its stage (`stage`, `view`, `stage_index`). `kwargs`
+        are `stream`'s sampling options (num_inference_steps, guidance_scale,
+        scheduler, use_cache). Closing the iterator stops the work within one step.
+        """
+        if output_type not in ("pil", "pt"):
+            raise ValueError(f"output_type must be 'pil' or 'pt', got {output_type!r}")
+        carried: dict[str, torch.Tensor] = {}
+        for index, stage in enumerate(stages):
+            own = generator if stage.seed is None else torch.Generator(self.device).manual_seed(stage.seed)
+            previews = self.stream(stage.task, **{**carried, **stage.inputs}, generator=own, output_type="pt",
+                                   **kwargs)  # fmt: skip
+            with closing(previews):
+                for p in previews:
+                    if p.final and stage.carry:
+                        carried.update(p.images)
+                    images = _to_pil(p.images) if output_type == "pil" else p.images
+                    yield replace(p, images=images, view=stage.view, stage=stage.name, stage_index=index)
+
     def stream_transfer(self, source: ImageInput, reference: ImageInput, pose: ImageInput, which: str = "upper",
                         **kwargs: Any) -> Iterator[Preview]:
-        """Try-off from `source` (another person's photo), then try-on onto `reference`."""
-        garments: dict[str, Any] = {}
-        for p in self.stream(self.try_off_task(which), reference=source, **{**kwargs, "output_type": "pt"}):
-            p.stage = "try_off"
-            if p.final:
-                garments = p.images
-            if kwargs.get("output_type", "pil") == "pil":
-                p.images = _to_pil(p.images)
-            yield p
-        for p in self.stream(self.try_on_task(garments.get("upper"), garments.get("lower")), reference=reference,
-                             pose=pose, upper=garments.get("upper"), lower=garments.get("lower"), **kwargs):
-            p.stage = "try_on"
-            yield p
+        """Try-off from `source` (another person's photo), then try-on onto `reference`, with one
+        generator for both (`try_on_stages`, `stream_stages`)."""
+        yield from self.stream_stages(try_on_stages(reference, pose, take_off=[(source, which)]), **kwargs)
 
     def transfer(self, source: ImageInput, reference: ImageInput, pose: ImageInput, which: str = "upper",
                  **kwargs: Any) -> OMFAOutput:
@@ -330,21 +358,14 @@ class OMFAPipeline(DiffusionPipeline):
                          seed: int = 0, **kwargs: Any) -> Iterator[Preview]:
         """The same person (and outfit, or new garments if given) in several poses/views.
 
-        Each view has its own generator seeded `seed + view`, so a view does not
-        change when others are added; the conditions are encoded once and
-        shared through the cache.
+        View k has its own generator seeded `seed + k` (`multiview_stages`), so a
+        view does not change when others are added; the conditions are encoded
+        once and shared through the cache.
         """
-        if not poses:
-            raise ValueError("multiview needs at least one pose map; pass poses=[...]")
         if "generator" in kwargs:
             raise ValueError("multiview seeds each view itself; pass seed=... instead of generator=...")
-        task = "multiview" if upper is None and lower is None else self.try_on_task(upper, lower)
-        for view, pose in enumerate(poses):
-            generator = torch.Generator(self.device).manual_seed(seed + view)
-            for p in self.stream(task, reference=reference, upper=upper, lower=lower, pose=pose,
-                                 generator=generator, **kwargs):
-                p.view = view
-                yield p
+        yield from self.stream_stages(multiview_stages(reference, poses, upper=upper, lower=lower, seed=seed),
+                                      **kwargs)  # fmt: skip
 
     def multiview(self, reference: ImageInput, poses: Sequence[ImageInput], **kwargs: Any) -> list[OMFAOutput]:
         """Final images of every view, in pose order."""
@@ -352,4 +373,70 @@ class OMFAPipeline(DiffusionPipeline):
                 for p in self.stream_multiview(reference, poses, **kwargs) if p.final]
 
 
-__all__ = ["OMFAPipeline", "OMFAOutput", "Preview", "SCHEDULERS", "SLOTS", "default_device"]
+# -- multi-stage runs ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One task call of a multi-stage run (`OMFAPipeline.stream_stages`).
+
+    inputs: condition images by slot name ("reference", "upper", "lower") and
+        "pose", each an `ImageInput` at the model's canvas size.
+    name: the stage's record, copied into its previews' `stage`
+        ("try_off" and "try_on" in a transfer; "" for a view of a multi-view run).
+    view: copied into its previews' `view` (the pose index of a multi-view run).
+    seed: a fresh generator seeded so; None continues the run's generator.
+    carry: the final images of this stage become inputs of the stages after it
+        (try-off feeding try-on), kept as tensors so nothing is rounded between them.
+    """
+
+    task: str
+    inputs: Mapping[str, ImageInput]
+    name: str = ""
+    view: int = 0
+    seed: int | None = None
+    carry: bool = False
+
+
+def try_on_stages(reference: ImageInput, pose: ImageInput, *, upper: ImageInput | None = None,
+                  lower: ImageInput | None = None,
+                  take_off: Sequence[tuple[ImageInput, str]] = ()) -> list[Stage]:  # fmt: skip
+    """The plan of a try-on whose garments may be worn by other people (garment transfer).
+
+    Args:
+        reference: the portrait; pose: the target pose map.
+        upper, lower: flat garments, worn as they are.
+        take_off: (photo of a dressed person, "upper" | "lower" | "both") pairs: each is a
+            try-off stage whose result is carried into the try-on.
+
+    Every stage draws from the run's one generator, in order: the same seed gives the same run.
+    """
+    worn = {slot for slot, image in (("upper", upper), ("lower", lower)) if image is not None}
+    stages = []
+    for source, which in take_off:
+        task = OMFAPipeline.try_off_task(which)
+        taken = set(get_task(task).targets)
+        if taken & worn:
+            raise ValueError(f"two garments were given for the {min(taken & worn)}; pass one top and one bottom")
+        worn |= taken
+        stages.append(Stage(task, {"reference": source}, "try_off", carry=True))
+    task = OMFAPipeline.try_on_task(True if "upper" in worn else None, True if "lower" in worn else None)
+    flat = {slot: image for slot, image in (("upper", upper), ("lower", lower)) if image is not None}
+    stages.append(Stage(task, {"reference": reference, "pose": pose, **flat}, "try_on"))
+    return stages
+
+
+def multiview_stages(reference: ImageInput, poses: Sequence[ImageInput], *, upper: ImageInput | None = None,
+                     lower: ImageInput | None = None, seed: int = 0) -> list[Stage]:  # fmt: skip
+    """The plan of a multi-view run: view k of `poses` seeded `seed + k`, so that a view does not
+    change when others are added after it. With `upper`/`lower` the person wears them in every view."""
+    if not poses:
+        raise ValueError("multiview needs at least one pose map; pass poses=[...]")
+    task = "multiview" if upper is None and lower is None else OMFAPipeline.try_on_task(upper, lower)
+    garments = {slot: image for slot, image in (("upper", upper), ("lower", lower)) if image is not None}
+    return [Stage(task, {"reference": reference, "pose": pose, **garments}, view=k, seed=seed + k)
+            for k, pose in enumerate(poses)]
+
+
+__all__ = ["OMFAPipeline", "OMFAOutput", "Preview", "SCHEDULERS", "SLOTS", "Stage", "default_device",
+           "multiview_stages", "try_on_stages"]

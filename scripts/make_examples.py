@@ -34,7 +34,7 @@ from omfa.data.synthetic import GROUP_SIZE, SynthConfig, sample_spec, split_pres
 from omfa.imaging import ImageInputError, prepare_garment, prepare_portrait  # noqa: E402
 from omfa.pose.presets import load_presets  # noqa: E402
 
-UPLOAD_SCALE = 3  # 128x96 canvas -> 384x288, the size of a small upload
+UPLOAD_SCALE = 3  # the 128x96 canvas -> 384x288, the size of a small upload
 MAX_PORTRAIT_YAW = 25.0  # portraits face the camera
 CANDIDATES = 48  # test groups tried before giving up
 
@@ -45,17 +45,19 @@ def enlarge(image: np.ndarray) -> Image.Image:
     return pil.resize((pil.width * UPLOAD_SCALE, pil.height * UPLOAD_SCALE), Image.Resampling.LANCZOS)
 
 
-def is_person(image: Image.Image) -> bool:
+def is_person(image: Image.Image, size_hw: tuple[int, int]) -> bool:
+    """Whether the app's preprocessing, at canvas size `size_hw`, finds one person in `image`."""
     try:
-        prepare_portrait(np.asarray(image))
+        prepare_portrait(np.asarray(image), size_hw=size_hw)
     except ImageInputError:
         return False
     return True
 
 
-def is_flat(image: Image.Image) -> bool:
+def is_flat(image: Image.Image, size_hw: tuple[int, int]) -> bool:
+    """Whether the app's preprocessing, at canvas size `size_hw`, takes `image` for a flat garment."""
     try:
-        return prepare_garment(np.asarray(image)).kind == "flat"
+        return prepare_garment(np.asarray(image), size_hw=size_hw).kind == "flat"
     except ImageInputError:
         return False
 
@@ -76,12 +78,13 @@ def pick(room: FittingRoom, config: SynthConfig, partition: dict) -> tuple[list[
         if not wanted and not candidates:
             continue
         sample = room.render(spec)
-        if wanted and is_person(enlarge(sample["reference"])):
+        size_hw = sample["reference"].shape[:2]  # the canvas the room renders, the shipped model's
+        if wanted and is_person(enlarge(sample["reference"]), size_hw):
             people.append(enlarge(sample["reference"]))
             seen |= worn
         for slot, garment in candidates:
             shop = enlarge(sample[f"{slot}_b"])
-            if garment.garment_id not in seen and is_flat(shop):
+            if garment.garment_id not in seen and is_flat(shop, size_hw):
                 garments[slot] = (garment.garment_id, shop)
         if len(people) == 3 and len(garments) == 2:
             if any(garment_id in seen for garment_id, _ in garments.values()):
@@ -100,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
 
     presets = load_presets()
     config = SynthConfig(seed=args.seed, counts={"train": 0, "val": 0, "test": CANDIDATES * GROUP_SIZE})
-    room = FittingRoom(presets)
+    room = FittingRoom(presets, size_hw=config.size_hw)
     try:
         people, garments = pick(room, config, split_presets(list(presets), args.seed))
     finally:

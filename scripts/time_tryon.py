@@ -25,8 +25,9 @@ def main() -> int:
     parser.add_argument("--model", default=None)
     parser.add_argument("--steps", type=int, default=20)
     args = parser.parse_args()
-    import app
     from gradio_client import Client, handle_file
+
+    import app
 
     demo = app.build(args.model)
     _, url, _ = demo.launch(server_port=None, prevent_thread_lock=True, quiet=True, **app.launch_kwargs())

@@ -16,12 +16,12 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "assets" / "examples"
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     from engine_helpers import tiny_model
-    from omfa.canvas import CANVAS_HW
+
     from omfa.diffusion import make_scheduler
     from omfa.pipeline import OMFAPipeline
 
     path = tmp_path_factory.mktemp("ckpt")
-    OMFAPipeline(tiny_model(0, sample_size=CANVAS_HW), make_scheduler("ddim")).save_pretrained(path)
+    OMFAPipeline(tiny_model(0, sample_size=(128, 96)), make_scheduler("ddim")).save_pretrained(path)
     return path
 
 
@@ -31,6 +31,7 @@ def test_tryon_and_tryoff_write_images(checkpoint, tmp_path):
                  "--pose", "walking", "--out", str(out), "--model", str(checkpoint), "--steps", "2", "--quiet"]) == 0
     image = np.asarray(Image.open(out))
     assert image.ndim == 3 and image.shape[0] > image.shape[1] and image.std() > 1
+    assert image.shape == (128, 96, 3)  # the model's own size, not the app's enlarged display
     assert main(["tryoff", "--photo", str(EXAMPLES / "dressed.png"), "--which", "both", "--out-dir",
                  str(tmp_path / "off"), "--model", str(checkpoint), "--steps", "2", "--quiet"]) == 0
     assert {p.name for p in (tmp_path / "off").iterdir()} == {"upper.png", "lower.png"}

@@ -6,14 +6,15 @@ import numpy as np
 import pytest
 from scipy.ndimage import binary_erosion, uniform_filter
 
-from omfa.canvas import CANVAS_HW
-from omfa.data.fitting_room import LABELS, FittingRoom
+from omfa.data.examples import LABELS
+from omfa.data.fitting_room import FittingRoom
 from omfa.data.garments import GarmentSpec, Pattern
 from omfa.data.people import Identity
 from omfa.data.shards import SAMPLE_IMAGES, SAMPLE_LABELS, SAMPLE_MASKS
 from omfa.data.synthetic import SynthConfig, perturbed_pose, sample_spec, split_presets
 
 CONFIG = SynthConfig(seed=1, counts={"train": 60, "val": 8, "test": 16})
+SIZE_HW = CONFIG.size_hw  # the default 128x96
 PERSON = Identity("p", (205, 150, 110), (40, 30, 25), "short", "low", (20, 20, 20), 0.05, (0.0,) * 10)
 STRIPED_TOP = GarmentSpec("t1", "upper", "long_sleeve", Pattern("stripes", (200, 30, 30), (245, 245, 245), 0.12, 0.5), hem=0.6, sleeve=0.9)
 BLUE_TOP = GarmentSpec("t2", "upper", "short_sleeve", Pattern("solid", (30, 60, 190)), hem=0.6, sleeve=0.3)
@@ -22,7 +23,7 @@ GREEN_TROUSERS = GarmentSpec("b1", "lower", "trousers", Pattern("checks", (40, 1
 
 @pytest.fixture(scope="module")
 def room():
-    room = FittingRoom()
+    room = FittingRoom(size_hw=SIZE_HW)
     yield room
     room.close()
 
@@ -65,12 +66,12 @@ def shop_pixels(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
 def test_sample_has_every_slot_in_the_contract(samples):
     for sample in samples:
         for key in SAMPLE_IMAGES:
-            assert sample[key].shape == (*CANVAS_HW, 3) and sample[key].dtype == np.uint8, key
+            assert sample[key].shape == (*SIZE_HW, 3) and sample[key].dtype == np.uint8, key
         for key in SAMPLE_LABELS:
-            assert sample[key].shape == CANVAS_HW and sample[key].dtype == np.uint8, key
+            assert sample[key].shape == SIZE_HW and sample[key].dtype == np.uint8, key
             assert set(np.unique(sample[key])) <= set(LABELS.values())
         for key in SAMPLE_MASKS:
-            assert sample[key].shape == CANVAS_HW and sample[key].dtype == bool, key
+            assert sample[key].shape == SIZE_HW and sample[key].dtype == bool, key
         # White backgrounds, black pose-map backgrounds.
         for key in ("reference", "person", "person_same", "upper_a", "lower_b"):
             assert (sample[key][0, 0] == 255).all(), key

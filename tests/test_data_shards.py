@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from omfa.data.generate import generate
-from omfa.data.shards import SAMPLE_IMAGES, SAMPLE_LABELS, SAMPLE_MASKS, DatasetError, ShardDataset
-from omfa.data.synthetic import GROUP_SIZE, SynthConfig, spec_digest, split_presets
 from omfa.data.garments import GarmentSpec
+from omfa.data.generate import generate
 from omfa.data.people import Identity
+from omfa.data.shards import SAMPLE_IMAGES, SAMPLE_LABELS, SAMPLE_MASKS, DatasetError, ShardDataset
+from omfa.data.synthetic import GROUP_SIZE, SynthConfig, SynthConfigError, spec_digest, split_presets
 from omfa.pose.presets import load_presets
 
 TINY = SynthConfig(seed=3, counts={"train": 6, "val": 2, "test": 8})
@@ -118,6 +118,33 @@ def test_reading_errors_name_the_path(tiny, tmp_path):
         ShardDataset(copy, "dev")
 
 
+def test_the_image_size_is_recorded_and_older_datasets_are_128x96(tiny, tmp_path):
+    manifest = json.loads((tiny / "dataset.json").read_text())
+    assert manifest["config"]["size_hw"] == [128, 96] and ShardDataset(tiny, "val").size_hw == (128, 96)
+    # A format-2 dataset written before the size was recorded: read as 128x96, and it resumes.
+    old = tmp_path / "old"
+    shutil.copytree(tiny, old)
+    del manifest["config"]["size_hw"]
+    (old / "dataset.json").write_text(json.dumps(manifest, sort_keys=True, indent=1))
+    before = (old / "dataset.json").read_bytes()
+    assert ShardDataset(old, "train").size_hw == (128, 96)
+    (old / "train" / "shard-000001.json").unlink()
+    report = generate(old, TINY, workers=1, shard_size=4, log=lambda _: None)
+    assert report.samples == 2 and (old / "dataset.json").read_bytes() == before
+    assert digest_tree(old / "train") == digest_tree(tiny / "train")
+    with pytest.raises(DatasetError, match=r"other settings \(config"):
+        generate(old, SynthConfig(seed=TINY.seed, counts=TINY.counts, size_hw=(64, 48)), workers=1, shard_size=4,
+                 log=lambda _: None)
+
+
+def test_sizes_must_tile_into_patches():
+    assert SynthConfig(size_hw=[64, 48]).size_hw == (64, 48)
+    with pytest.raises(SynthConfigError, match="image size 60x48 px is not possible; use HEIGHTxWIDTH"):
+        SynthConfig(size_hw=(60, 48))
+    with pytest.raises(SynthConfigError, match="multiple of 8 from 16"):
+        SynthConfig(size_hw=(8, 8))
+
+
 def test_cli_contact_sheet(tmp_path):
     # Here, not beside a long-lived FittingRoom: closing any pyrender EGL renderer
     # terminates the EGL display that every renderer of the process shares.
@@ -126,9 +153,12 @@ def test_cli_contact_sheet(tmp_path):
     from omfa.data.cli import main
 
     path = tmp_path / "sheet.png"
-    assert main(["--sheet", str(path), "--rows", "2", "--train", "16", "--val", "0", "--test", "0", "--seed", "2"]) == 0
+    assert main(["synth", "--sheet", str(path), "--rows", "2", "--train", "16", "--val", "0", "--test", "0", "--seed", "2"]) == 0
     sheet = np.asarray(Image.open(path))
     # Two rows of 128 px tiles at 2x with 4 px gaps, under an 18 px title bar; ten columns.
     assert sheet.shape[0] == 18 + 2 * (128 + 4) * 2 and sheet.shape[1] == 70 + 10 * (96 + 4) * 2
     assert (sheet[18:, 70:] < 250).any(axis=2).mean() > 0.05  # not blank: people, pose maps, garments
-    assert main(["--out", str(tmp_path / "bad"), "--test", "12"]) == 2
+    assert main(["synth", "--out", str(tmp_path / "bad"), "--test", "12"]) == 2
+    assert main(["synth", "--out", str(tmp_path / "bad"), "--size", "100x75"]) == 2
+    with pytest.raises(SystemExit):  # argparse: not HEIGHTxWIDTH
+        main(["synth", "--out", str(tmp_path / "bad"), "--size", "64"])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from omfa.data.garments import GarmentSpec, Pattern
-from omfa.data.lowpoly import LowPolyBody
+from omfa.pose.lowpoly import LowPolyBody
 from omfa.data.people import identity_layers, sample_identity
 from omfa.data.tailor import FRAMES, REGIONS, Tailor, place, vertex_normals
 from omfa.pose.body import PART_NAMES, Pose, load_body

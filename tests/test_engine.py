@@ -9,7 +9,8 @@ import torch
 
 from engine_helpers import HW, random_image, tiny_model, tiny_pipe
 from omfa.cache import ConditionCache
-from omfa.canvas import SLOT_INDEX, TASKS, Role, example_from_sample, sample_tasks
+from omfa.canvas import SLOT_INDEX, TASKS, Role
+from omfa.data.examples import example_from_sample, sample_tasks
 from omfa.denoiser import Block, ConditionKV
 from omfa.diffusion import SCHEDULERS
 

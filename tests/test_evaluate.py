@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from omfa.evaluate import (Case, baselines, cases_from_sample, colour_error, evaluate, psnr, spread_cases, ssim)
+from omfa.data.examples import Case, cases_from_sample
+from omfa.training.evaluate import baselines, evaluate, format_table, spread_cases
+from omfa.training.metrics import colour_error, garment_mask, pattern_fidelity, psnr, silhouette_iou, ssim
 
 HW = (32, 24)
 
@@ -29,6 +31,49 @@ def test_ssim_is_one_for_identical_and_lower_for_noise():
     noisy = np.clip(a.astype(int) + rng.integers(-60, 60, a.shape), 0, 255).astype(np.uint8)
     assert ssim(a, a) == pytest.approx(1.0)
     assert ssim(a, noisy) < 0.9
+
+
+def _striped(hw=HW, period: int = 4, shift: int = 0) -> np.ndarray:
+    """Vertical black/white-ish stripes (a print the high-pass keeps)."""
+    cols = (np.arange(hw[1]) + shift) // (period // 2) % 2
+    row = np.where(cols[:, None] == 1, [200, 40, 40], [250, 230, 90])
+    return np.broadcast_to(row[None], (*hw, 3)).astype(np.uint8)
+
+
+def test_pattern_fidelity_is_the_high_pass_correlation():
+    truth = _striped()
+    inside = np.zeros(HW, bool)
+    inside[6:26, 4:20] = True
+    assert pattern_fidelity(truth, truth, inside) == pytest.approx(1.0)
+    # the same print in other colours still correlates fully (a linear map of the luminance)
+    brighter = np.clip(truth.astype(int) // 2 + 100, 0, 255).astype(np.uint8)
+    assert pattern_fidelity(brighter, truth, inside) == pytest.approx(1.0)
+    # the print shifted by half a period is the inverted print
+    assert pattern_fidelity(_striped(shift=2), truth, inside) == pytest.approx(-1.0, abs=0.02)
+    flat = np.full((*HW, 3), 128, np.uint8)
+    assert pattern_fidelity(flat, truth, inside) == 0.0  # no print reproduced
+    assert np.isnan(pattern_fidelity(truth, flat, inside))  # a plain garment: nothing to measure
+    assert np.isnan(pattern_fidelity(truth, truth, np.zeros(HW, bool)))
+    # a garment's outline is not its print: a flat silhouette on white scores 0 against a striped one
+    shop, silhouette = np.full((*HW, 3), 255, np.uint8), np.full((*HW, 3), 255, np.uint8)
+    shop[inside], silhouette[inside] = truth[inside], (200, 40, 40)
+    assert pattern_fidelity(silhouette, shop, inside) == 0.0 and pattern_fidelity(shop, shop, inside) == pytest.approx(1.0)
+
+
+def test_silhouette_iou_of_shop_images():
+    shop = np.full((*HW, 3), 255, np.uint8)
+    mask = np.zeros(HW, bool)
+    mask[8:24, 4:16] = True  # 16 x 12 garment
+    shop[mask] = (30, 60, 190)
+    assert np.array_equal(garment_mask(shop), mask) and silhouette_iou(shop, mask) == 1.0
+    half = shop.copy()
+    half[16:24] = 255  # only the top half of the garment
+    assert silhouette_iou(half, mask) == pytest.approx(0.5)
+    shifted = np.roll(shop, 6, axis=1)  # half the width off: 16x6 overlap of a 16x18 union
+    assert silhouette_iou(shifted, mask) == pytest.approx(1 / 3)
+    nearly_white = np.full((*HW, 3), 246, np.uint8)  # within 10 levels of white: background
+    assert silhouette_iou(nearly_white, mask) == 0.0
+    assert np.isnan(silhouette_iou(np.full((*HW, 3), 255, np.uint8), np.zeros(HW, bool)))
 
 
 def _sample(replaced: str) -> dict:
@@ -64,6 +109,12 @@ def test_baselines_and_table():
                       "mean": baselines(means)["mean-garment"]}, cases)
     assert table["try_on"]["truth"]["psnr"] > 90 and table["try_on"]["copy"]["psnr"] < 20
     assert "mean" not in table["try_on"] and table["try_off"]["mean"]["n"] == 2  # try-off only
+    # the pattern and silhouette metrics: exact for the truth; IoU only scores try-off
+    assert table["try_on"]["truth"]["pattern"] == pytest.approx(1.0) and "iou" not in table["try_on"]["truth"]
+    assert table["try_off"]["truth"]["pattern"] == pytest.approx(1.0)
+    assert table["try_off"]["mean"]["pattern"] == 0.0  # a flat mean garment has no print
+    assert "iou" in table["try_off"]["truth"] and table["try_off"]["mean"]["iou"] == pytest.approx(16 * 16 / (32 * 24), abs=1e-4)
+    assert "| pattern | iou |" in format_table(table)
 
 
 def test_spread_cases_alternates_families():

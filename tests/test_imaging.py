@@ -18,23 +18,23 @@ import pytest
 from PIL import Image, ImageDraw
 from skimage import data as skdata
 
-from omfa.reliability import hostile
-from omfa.canvas import CANVAS_HW
+from benchmarks.reliability import hostile
 from omfa.imaging import (
     PERSON_HEIGHT_FRACTION,
     ImageInputError,
     U2NetP,
+    framing,
     load_image,
     prepare_garment,
     prepare_portrait,
     remove_background,
     warm_up,
 )
-from omfa.imaging import framing
 from omfa.imaging.matting import BackgroundModelError, foreground_box
 from omfa.mediapipe_models import POSE_LANDMARK_NAMES
 
 LANDMARK = {name: i for i, name in enumerate(POSE_LANDMARK_NAMES)}
+HW = (128, 96)  # the shipped model's canvas; the preprocessing takes any size (tests/test_canvas_sizes.py)
 
 # Budget per upload, in CPU seconds of this process (all threads): unlike wall
 # time it does not grow when other processes share the machine's cores.
@@ -122,7 +122,7 @@ def test_bombs_keep_memory_bounded():
     # A fresh interpreter, so its peak RSS reflects these loads alone (minus
     # the imports: omfa.canvas brings torch).
     script = (
-        "import resource\nfrom omfa.reliability import hostile\n"
+        "import resource\nfrom benchmarks.reliability import hostile\n"
         "from omfa.imaging import load_image, ImageInputError\n"
         "files = [hostile.png_bomb(9000), hostile.png_bomb(20000), hostile.huge_header_jpeg(),\n"
         "         hostile.huge_screen_gif()]\n"
@@ -187,11 +187,11 @@ def _ideal_body(top: float = 50.0, height: float = 400.0, axis_x: float = 200.0)
 
 def test_frame_person_full_body_is_exact():
     xy, vis, mask = _ideal_body()
-    frame = framing.frame_person(xy, vis, mask, CANVAS_HW)
+    frame = framing.frame_person(xy, vis, mask, HW)
     assert frame.full_body and frame.visible_to == "feet"
     # The feet group's lowest landmark sits at 0.985 of the height.
     assert frame.head_top_y == 50.0 and frame.height_px == pytest.approx(400.0, rel=1e-4)
-    ch, cw = CANVAS_HW
+    ch, cw = HW
     head, soles = frame.placement.apply(np.array([[200.0, 50.0], [200.0, 450.0]]))
     np.testing.assert_allclose(head, [cw / 2, (framing.FLOOR_FRACTION - PERSON_HEIGHT_FRACTION) * ch],
                                atol=1e-3)
@@ -206,7 +206,7 @@ def test_frame_person_lower_groups_extrapolate_exactly(hidden, group, whole):
     for name, names, _ in framing.STATURE_FRACTION:
         if name in hidden:
             vis[[LANDMARK[n] for n in names]] = 0.0
-    frame = framing.frame_person(xy, vis, mask, CANVAS_HW)
+    frame = framing.frame_person(xy, vis, mask, HW)
     assert frame.visible_to == group and frame.full_body == whole
     assert frame.height_px == pytest.approx(400.0, rel=1e-4)
     assert ("Half-body" in frame.note) != whole
@@ -216,15 +216,15 @@ def test_frame_person_ignores_a_folded_body_and_needs_shoulders():
     xy, vis, mask = _ideal_body()
     for name in ("left_knee", "right_knee"):  # knees guessed above the hips
         xy[LANDMARK[name], 1] = 200.0
-    frame = framing.frame_person(xy, vis, mask, CANVAS_HW)
+    frame = framing.frame_person(xy, vis, mask, HW)
     assert frame.visible_to == "hips" and frame.height_px == pytest.approx(400.0, rel=1e-4)
     vis[LANDMARK["left_shoulder"]] = 0.1
     with pytest.raises(framing.FramingError, match="both shoulders"):
-        framing.frame_person(xy, vis, mask, CANVAS_HW)
+        framing.frame_person(xy, vis, mask, HW)
 
 
 def test_frame_object_fits_and_centres():
-    placement = framing.frame_object((100, 50, 300, 450), CANVAS_HW)  # 200 x 400 box
+    placement = framing.frame_object((100, 50, 300, 450), HW)  # 200 x 400 box
     corners = placement.apply(np.array([[100.0, 50.0], [300.0, 450.0]]))
     # Height-limited: 0.9 * 128 px tall, centred.
     np.testing.assert_allclose(corners[1] - corners[0], [0.45 * 128, 0.9 * 128], atol=1e-4)
@@ -256,10 +256,11 @@ def _paint_face(rgb: np.ndarray, silhouette: np.ndarray) -> np.ndarray:
 def mannequin_photo() -> tuple[np.ndarray, np.ndarray]:
     """A 512x384 full-body render, arms lowered, blue top and grey trousers on
     white, with a painted face; and its true silhouette (H, W) bool."""
+    import trimesh
     from mannequin import Mannequin
 
     from omfa.gl import pyrender
-    import trimesh
+    from omfa.pose.render import release_renderer
 
     body = Mannequin("wooden")
     pose = {k: np.array(v) for k, v in body.rest_pose().items()}
@@ -281,8 +282,8 @@ def mannequin_photo() -> tuple[np.ndarray, np.ndarray]:
     renderer = pyrender.OffscreenRenderer(384, 512)
     try:
         colour, depth = renderer.render(scene)
-    finally:
-        renderer.delete()
+    finally:  # not renderer.delete(): it would terminate the EGL display of every other live renderer
+        release_renderer(renderer)
     silhouette = depth > 0
     rgb = np.where(silhouette[..., None], colour[..., :3], 255).astype(np.uint8)
     return _paint_face(rgb, silhouette), silhouette
@@ -319,14 +320,14 @@ def test_background_fallbacks(mannequin_photo):
 def full_body(mannequin_photo):
     """The full-body render uploaded as a PNG: (PreparedPortrait, CPU seconds taken)."""
     start = time.process_time()
-    portrait = prepare_portrait(hostile.encode(mannequin_photo[0], "PNG"))
+    portrait = prepare_portrait(hostile.encode(mannequin_photo[0], "PNG"), size_hw=HW)
     return portrait, time.process_time() - start
 
 
 def test_full_body_portrait_matches_render_framing(full_body):
     portrait, seconds = full_body
     assert seconds < TIME_LIMIT_S
-    ch, cw = CANVAS_HW
+    ch, cw = HW
     assert portrait.image.shape == (ch, cw, 3) and portrait.alpha.shape == (ch, cw)
     assert portrait.full_body and "Whole body" in portrait.info
     x0, y0, x1, y1 = foreground_box(portrait.alpha)
@@ -344,7 +345,7 @@ def test_full_body_portrait_matches_render_framing(full_body):
 def test_half_body_keeps_the_full_body_scale(mannequin_photo, full_body, cut_row):
     rgb, _ = mannequin_photo
     full = full_body[0]
-    half = prepare_portrait(np.ascontiguousarray(rgb[:cut_row]))
+    half = prepare_portrait(np.ascontiguousarray(rgb[:cut_row]), size_hw=HW)
     assert not half.full_body and "Half-body photo" in half.info
     # Shoulder width on the canvas measures the scale: within 8 % of the full body's.
     width = lambda p: abs(p.keypoints[11, 0] - p.keypoints[12, 0])  # noqa: E731
@@ -355,22 +356,22 @@ def test_half_body_keeps_the_full_body_scale(mannequin_photo, full_body, cut_row
 def test_portrait_person_count_errors(mannequin_photo):
     rgb, _ = mannequin_photo
     with pytest.raises(ImageInputError, match="shows 2 people"):
-        prepare_portrait(np.concatenate([rgb, rgb], axis=1))
+        prepare_portrait(np.concatenate([rgb, rgb], axis=1), size_hw=HW)
     with pytest.raises(ImageInputError, match="no person found in the portrait"):
-        prepare_portrait(hostile.non_person_photo())
+        prepare_portrait(hostile.non_person_photo(), size_hw=HW)
     with pytest.raises(ImageInputError, match="no person found"):
-        prepare_portrait(hostile.no_garment_photo())
+        prepare_portrait(hostile.no_garment_photo(), size_hw=HW)
 
 
 def test_real_half_body_photos():
-    astronaut = prepare_portrait(skdata.astronaut())
+    astronaut = prepare_portrait(skdata.astronaut(), size_hw=HW)
     assert not astronaut.full_body and "Half-body" in astronaut.info
-    camera = prepare_portrait(skdata.camera())  # greyscale (512, 512)
+    camera = prepare_portrait(skdata.camera(), size_hw=HW)  # greyscale (512, 512)
     assert not camera.full_body
     for p in (astronaut, camera):
         # The head starts where a 1.72 m body's head does on the canvas.
         y0 = foreground_box(p.alpha)[1]
-        top = (1 - 0.08 / 2.3 - PERSON_HEIGHT_FRACTION) * CANVAS_HW[0]
+        top = (1 - 0.08 / 2.3 - PERSON_HEIGHT_FRACTION) * HW[0]
         assert abs(y0 - top) < 4
 
 
@@ -389,11 +390,11 @@ def _tshirt_photo() -> np.ndarray:
 
 def test_flat_garment_is_centred_on_white():
     start = time.process_time()
-    garment = prepare_garment(hostile.photo_jpeg(_tshirt_photo()))
+    garment = prepare_garment(hostile.photo_jpeg(_tshirt_photo()), size_hw=HW)
     assert time.process_time() - start < TIME_LIMIT_S
     assert garment.kind == "flat" and garment.portrait is None
     x0, y0, x1, y1 = foreground_box(garment.alpha)
-    ch, cw = CANVAS_HW
+    ch, cw = HW
     # The shirt (320 x 370 px) is width-limited: 90 % of 96 px wide.
     assert abs((x1 - x0) - 0.9 * cw) <= 2 and abs((x0 + x1) / 2 - cw / 2) <= 1.5
     assert abs((y0 + y1) / 2 - ch / 2) <= 1.5
@@ -404,16 +405,16 @@ def test_flat_garment_is_centred_on_white():
 
 def test_garment_source_kind_and_errors(mannequin_photo):
     rgb, _ = mannequin_photo
-    dressed = prepare_garment(rgb)
+    dressed = prepare_garment(rgb, size_hw=HW)
     assert dressed.kind == "person" and dressed.portrait is not None
     assert "try-off" in dressed.info
     with pytest.raises(ImageInputError, match="no garment found"):
-        prepare_garment(hostile.no_garment_photo())
+        prepare_garment(hostile.no_garment_photo(), size_hw=HW)
     noise = np.random.default_rng(1).integers(0, 256, (300, 300, 3), dtype=np.uint8)
     with pytest.raises(ImageInputError, match="no background around the garment"):
-        prepare_garment(noise)
+        prepare_garment(noise, size_hw=HW)
     with pytest.raises(ImageInputError, match="shows 2 people"):
-        prepare_garment(np.concatenate([rgb, rgb], axis=1))
+        prepare_garment(np.concatenate([rgb, rgb], axis=1), size_hw=HW)
 
 
 def test_framing_constants_match_the_renderer():
@@ -457,7 +458,7 @@ def test_models_load_and_run_without_network(monkeypatch, mannequin_photo):
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "create_connection", refuse)
     models, u2netp = MediapipeModels(), U2NetP()
-    portrait = prepare_portrait(mannequin_photo[0], mediapipe=models, u2netp=u2netp)
+    portrait = prepare_portrait(mannequin_photo[0], mediapipe=models, u2netp=u2netp, size_hw=HW)
     assert portrait.full_body
     assert remove_background(mannequin_photo[0], method="selfie", mediapipe=models).method == "selfie"
     models.close()

@@ -40,10 +40,10 @@ def test_turn_rotates_about_the_vertical(body) -> None:
 def test_drag_limb_reaches_the_pixel(body, effector, yaw, offset) -> None:
     pose = get_preset("relaxed_stand").pose
     end = JOINT_NAMES.index({"left_hand": "left_wrist", "right_hand": "right_wrist"}.get(effector, "right_ankle"))
-    start = project(body.posed(pose).joints[[end]], yaw)[0, :2]
+    start = project(body.posed(pose).joints[[end]], yaw, (128, 96))[0, :2]
     target = start + np.array(offset)
     moved = drag_limb(pose, effector, target, (128, 96), yaw, body=body)
-    reached = project(body.posed(moved).joints[[end]], yaw)[0, :2]
+    reached = project(body.posed(moved).joints[[end]], yaw, (128, 96))[0, :2]
     assert np.linalg.norm(reached - target) < 1.0  # pixels
     unchanged = [i for i, j in enumerate(BODY_POSE_JOINTS) if not j.startswith(effector.split("_")[0])]
     np.testing.assert_allclose(moved.body_pose[unchanged], pose.body_pose[unchanged])
@@ -58,6 +58,6 @@ def test_ik_respects_joint_limits_for_unreachable_targets(body) -> None:
     elbow = np.degrees(moved.body_pose[BODY_POSE_JOINTS.index("left_elbow")])
     assert abs(elbow[1]) < 5 and elbow[0] == 0 and elbow[2] == 0  # arm stretched towards the target
     with pytest.raises(EditError, match="outside the 128x96 image"):
-        drag_limb(pose, "left_hand", (200.0, 10.0), body=body)
+        drag_limb(pose, "left_hand", (200.0, 10.0), (128, 96), body=body)
     with pytest.raises(EditError, match="unknown effector 'nose'"):
-        drag_limb(pose, "nose", (10.0, 10.0), body=body)
+        drag_limb(pose, "nose", (10.0, 10.0), (128, 96), body=body)

@@ -8,12 +8,12 @@ import torch
 from safetensors.torch import save_file
 
 from engine_helpers import HW, random_image, tiny_model
-from omfa.ablations import VARIANTS, full_canvas_predictor, variant_config
 from omfa.canvas import TASKS
+from omfa.data.examples import Case
 from omfa.diffusion import make_scheduler
-from omfa.evaluate import Case
 from omfa.pipeline import OMFAPipeline
-from omfa.train import CONFIGS, load_init_weights
+from omfa.training.ablations import VARIANTS, full_canvas_predictor, variant_config
+from omfa.training.loop import CONFIGS, load_init_weights
 
 
 def _inputs(rng):
@@ -105,7 +105,7 @@ def test_full_canvas_sampling_uses_the_conditions():
 def test_training_config_chooses_the_head():
     from dataclasses import replace
 
-    from omfa.train import build_model
+    from omfa.training.loop import build_model
 
-    assert build_model(CONFIGS["small-cpu"]).refiner is not None  # the shipped preset refines pixels
-    assert build_model(replace(CONFIGS["small-cpu"], refiner=False)).refiner is None
+    assert build_model(CONFIGS["small-cpu"], (128, 96)).refiner is not None  # the shipped preset refines pixels
+    assert build_model(replace(CONFIGS["small-cpu"], refiner=False), (128, 96)).refiner is None

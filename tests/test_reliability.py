@@ -1,4 +1,4 @@
-"""The served app under hostile uploads, many users, stopped runs and a soak (`omfa.reliability`).
+"""The served app under hostile uploads, many users, stopped runs and a soak (`benchmarks.reliability`).
 
 The default suite runs a quick subset against one server started for this
 module (a tiny seeded checkpoint, or the shipped one). The full run (244
@@ -22,14 +22,14 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from omfa.reliability import run_reliability
-from omfa.reliability.cases import TARGET_NAMES, hostile, upload_cases
-from omfa.reliability.limits import check_limits, pickle_trap
-from omfa.reliability.load import check_cancel, check_load, check_queue_full, check_soak
-from omfa.reliability.report import CheckResult, format_table
-from omfa.reliability.server import GENERIC_ERROR, ServedApp, served_checkpoint, unclear
-from omfa.reliability.uploads import LIMIT_S, check_exif, check_uploads
-from omfa.ui_upload import REFUSED_REMOTE_FILE, REFUSED_URL, RefuseRemoteFiles, image_upload
+from benchmarks.reliability import run_reliability
+from benchmarks.reliability.cases import TARGET_NAMES, hostile, upload_cases
+from benchmarks.reliability.limits import check_limits, pickle_trap
+from benchmarks.reliability.load import check_cancel, check_load, check_queue_full, check_soak
+from benchmarks.reliability.report import CheckResult, format_table
+from benchmarks.reliability.server import GENERIC_ERROR, ServedApp, served_checkpoint, unclear
+from benchmarks.reliability.uploads import LIMIT_S, check_exif, check_uploads
+from omfa.app.uploads import REFUSED_REMOTE_FILE, REFUSED_URL, RefuseRemoteFiles, image_upload
 
 
 @pytest.fixture(scope="module")

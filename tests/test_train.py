@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from engine_helpers import HW
-from omfa.train import CONFIGS, TaskSampler, collate, train
+from omfa.training.loop import CONFIGS, TaskSampler, collate, train
 
 KEYS = ["reference", "person", "person_same", "pose", "upper_a", "lower_a", "upper_b", "lower_b"]
 
@@ -42,13 +42,8 @@ def test_task_sampler_only_draws_supporting_samples():
             assert all(s["meta"]["replaced"] == "lower" for s in samples)
 
 
-def test_resumed_training_equals_uninterrupted(tmp_path, monkeypatch):
-    import omfa.canvas
-    import omfa.train
-
-    monkeypatch.setattr(omfa.train, "CANVAS_HW", HW)  # tiny canvas for speed
-    monkeypatch.setattr(omfa.canvas, "CANVAS_HW", HW)
-    data = fake_dataset(12)
+def test_resumed_training_equals_uninterrupted(tmp_path):
+    data = fake_dataset(12)  # tiny HW images: the model's canvas is the data's size
     full = train(_cfg(steps=20), data, tmp_path / "full", log=lambda *_: None)
     interrupted = train(_cfg(steps=20), data, tmp_path / "split", stop_after=7, log=lambda *_: None)
     assert interrupted["step"] == 7

@@ -17,7 +17,7 @@ from PIL import Image
 
 from omfa.diffusion import make_scheduler
 from omfa.pipeline import DEFAULT_MODEL_DIR, OMFAPipeline
-from omfa.ui_context import EXAMPLES_DIR
+from omfa.studio.context import EXAMPLES_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))

@@ -8,19 +8,20 @@ import numpy as np
 import pytest
 from engine_helpers import tiny_model
 
+from omfa.app.files import FIGURE_HW, FileStore
+from omfa.app.pose_studio import drag_state, joint_state, photo_state, preset_state, yaw_state
 from omfa.diffusion import make_scheduler
 from omfa.pipeline import OMFAPipeline
 from omfa.pose.body import JOINT_NAMES
 from omfa.pose.edit import joint_degrees
 from omfa.pose.presets import get_preset
 from omfa.pose.render import export_glb, project
-from omfa.ui_context import EXAMPLES_DIR, FIGURE_HW, AppContext, FileStore
-from omfa.ui_pose import drag_state, joint_state, photo_state, preset_state, yaw_state
+from omfa.studio.context import EXAMPLES_DIR, StudioContext
 
 
 @pytest.fixture(scope="module")
 def ctx():
-    context = AppContext(OMFAPipeline(tiny_model(0, sample_size=(128, 96)), make_scheduler("ddim")))
+    context = StudioContext(OMFAPipeline(tiny_model(0, sample_size=(128, 96)), make_scheduler("ddim")))
     yield context
     context.close()
 
@@ -71,7 +72,7 @@ def test_file_store_names_by_content_and_keeps_the_newest(ctx):
 
 def test_figure_and_pose_map_sizes(ctx):
     state = preset_state(ctx, "t_pose")
-    figure = ctx.figure(state.pose, state.yaw_deg)
+    figure = ctx.figure(state.pose, state.yaw_deg, FIGURE_HW)
     pose_map = ctx.pose_map(state.pose, state.yaw_deg)
     assert figure.shape == (*FIGURE_HW, 3) and pose_map.shape == (128, 96, 3)
     # The T-pose spans most of the frame's width: its arms reach near both edges of the pose map.

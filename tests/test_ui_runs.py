@@ -1,4 +1,4 @@
-"""The app's runs without a server: frames, equality with the pipeline, input errors, shared resources."""
+"""The studio's runs without a server: frames, equality with the pipeline, input errors, shared resources."""
 
 from __future__ import annotations
 
@@ -11,16 +11,17 @@ import pytest
 import torch
 from engine_helpers import tiny_model
 
+from omfa.app.blocks import stream_frames
+from omfa.app.files import FileStore
 from omfa.diffusion import make_scheduler
 from omfa.imaging import ImageInputError
 from omfa.pipeline import OMFAPipeline
 from omfa.pose.presets import get_preset
-from omfa.ui import stream_frames
-from omfa.ui_sampling import RunSettings, SettingsError
-from omfa.ui_context import EXAMPLES_DIR, AppContext, PoseState, display
-from omfa.ui_runs import (
+from omfa.studio.context import EXAMPLES_DIR, StudioContext
+from omfa.studio.runs import (
     MAX_VIEWS,
     PoseChoice,
+    PoseState,
     RunInputError,
     gallery_views,
     stream_gallery,
@@ -28,6 +29,7 @@ from omfa.ui_runs import (
     stream_try_on,
     target_pose,
 )
+from omfa.studio.settings import RunSettings, SettingsError
 
 PORTRAIT, TOP, DRESSED = (str(EXAMPLES_DIR / name) for name in ("portrait.png", "top.png", "dressed.png"))
 
@@ -35,7 +37,7 @@ PORTRAIT, TOP, DRESSED = (str(EXAMPLES_DIR / name) for name in ("portrait.png", 
 @pytest.fixture(scope="module")
 def ctx():
     pipe = OMFAPipeline(tiny_model(0, sample_size=(128, 96)), make_scheduler("ddim"))
-    context = AppContext(pipe)
+    context = StudioContext(pipe)
     yield context
     context.close()
 
@@ -71,15 +73,15 @@ def test_try_on_streams_every_step_and_equals_the_pipeline(ctx):
     steps = [f for f in frames if "step" in f.status]
     assert not np.array_equal(steps[0].images["result"], steps[-1].images["result"])  # the preview evolves
     np.testing.assert_array_equal(frames[-1].images["result"], steps[-1].images["result"])
-    assert frames[-1].images["result"].shape == (384, 288, 3)
+    assert frames[-1].images["result"].shape == (128, 96, 3)  # the model's own size; the app enlarges it
 
     # The same request straight through the pipeline gives the same pixels.
     walking = get_preset("walking")
     pose_map = ctx.pose_map(walking.pose, walking.yaw_deg)
     out = ctx.pipe("try_on_upper", reference=ctx.portrait(PORTRAIT).image, upper=ctx.garment(TOP).image,
                    pose=pose_map, num_inference_steps=4, generator=seeded(3))  # fmt: skip
-    np.testing.assert_array_equal(frames[-1].images["result"], display(out.images["person"]))
-    np.testing.assert_array_equal(frames[-1].images["pose"], display(pose_map))
+    np.testing.assert_array_equal(frames[-1].images["result"], np.asarray(out.images["person"]))
+    np.testing.assert_array_equal(frames[-1].images["pose"], pose_map)
 
 
 def test_transfer_from_a_dressed_person_equals_the_pipeline_transfer(ctx):
@@ -95,8 +97,32 @@ def test_transfer_from_a_dressed_person_equals_the_pipeline_transfer(ctx):
     out = ctx.pipe.transfer(ctx.garment(DRESSED).image, ctx.portrait(PORTRAIT).image,
                             ctx.pose_map(a_pose.pose, a_pose.yaw_deg), "upper", num_inference_steps=3,
                             generator=seeded(5))  # fmt: skip
-    np.testing.assert_array_equal(frames[-1].images["result"], display(out.images["person"]))
-    np.testing.assert_array_equal(frames[-1].images["upper"], display(out.extra["garments"]["upper"]))
+    np.testing.assert_array_equal(frames[-1].images["result"], np.asarray(out.images["person"]))
+    np.testing.assert_array_equal(frames[-1].images["upper"], np.asarray(out.extra["garments"]["upper"]))
+
+
+def test_pipeline_transfer_and_multiview_give_the_studio_runs_pixels(ctx):
+    # A dressed person's whole outfit: two garments carried into the try-on, one generator for both stages.
+    settings = RunSettings(steps=2, guidance=3.0, seed=9, scheduler="euler")
+    frames = list(stream_try_on(ctx, PORTRAIT, [(DRESSED, "both")], PoseChoice("preset", "walking", 30.0), settings))
+    walking = get_preset("walking")
+    out = ctx.pipe.transfer(ctx.garment(DRESSED).image, ctx.portrait(PORTRAIT).image,
+                            ctx.pose_map(walking.pose, walking.yaw_deg + 30.0), "both", num_inference_steps=2,
+                            guidance_scale=3.0, scheduler="euler", generator=seeded(9))  # fmt: skip
+    assert out.task == "outfit"
+    shown = {"result": out.images["person"], **out.extra["garments"]}
+    assert set(shown) == {"result", "upper", "lower"}
+    for name, image in shown.items():
+        np.testing.assert_array_equal(frames[-1].images[name], np.asarray(image), err_msg=name)
+
+    # Every view of a gallery is the pipeline's multiview of the same pose maps (view k seeded seed + k).
+    frames = list(stream_gallery(ctx, PORTRAIT, ["walking", "t_pose"], [0, -45], RunSettings(steps=2, seed=2)))
+    maps = [ctx.pose_map(get_preset(name).pose, get_preset(name).yaw_deg + turn)
+            for name in ("walking", "t_pose") for turn in (0, -45)]  # fmt: skip
+    views = ctx.pipe.multiview(ctx.portrait(PORTRAIT).image, maps, seed=2, num_inference_steps=2)
+    assert len(frames[-1].gallery) == len(views) == 4
+    for (image, caption), view in zip(frames[-1].gallery, views, strict=True):
+        np.testing.assert_array_equal(image, np.asarray(view.images["person"]), err_msg=caption)
 
 
 def test_garment_choices_that_cannot_work_say_why(ctx):
@@ -116,9 +142,9 @@ def test_try_off_of_both_garments(ctx):
     frames = list(stream_try_off(ctx, DRESSED, "both", RunSettings(steps=2, seed=1)))
     assert step_statuses(frames, "Try-off") == ["Try-off: step 1/2", "Try-off: step 2/2"]
     last = frames[-1].images
-    assert last["upper"].shape == last["lower"].shape == (384, 288, 3)
+    assert last["upper"].shape == last["lower"].shape == (128, 96, 3)
     out = ctx.pipe.try_off(ctx.garment(DRESSED).image, "both", num_inference_steps=2, generator=seeded(1))
-    np.testing.assert_array_equal(last["lower"], display(out.images["lower"]))
+    np.testing.assert_array_equal(last["lower"], np.asarray(out.images["lower"]))
 
 
 def test_pose_gallery_adds_each_view_as_it_finishes(ctx):
@@ -131,7 +157,7 @@ def test_pose_gallery_adds_each_view_as_it_finishes(ctx):
     side = get_preset("side_view")
     views = ctx.pipe.multiview(ctx.portrait(PORTRAIT).image, [ctx.pose_map(side.pose, 180.0)], seed=7,
                                num_inference_steps=2)  # fmt: skip
-    np.testing.assert_array_equal(frames[-1].gallery[3][0], display(views[0].images["person"]))
+    np.testing.assert_array_equal(frames[-1].gallery[3][0], np.asarray(views[0].images["person"]))
 
 
 def test_gallery_view_limits(ctx):
@@ -170,12 +196,6 @@ def test_uploads_are_prepared_once_per_content(ctx, tmp_path):
     assert ctx.portrait(str(copy)).image.shape == (128, 96, 3)
 
 
-def test_context_refuses_a_model_of_another_canvas():
-    pipe = OMFAPipeline(tiny_model(0, sample_size=(32, 24)), make_scheduler("ddim"))
-    with pytest.raises(ValueError, match="the model's canvas is 24x32 px but the app prepares 96x128 px"):
-        AppContext(pipe)
-
-
 def test_renders_from_many_threads_agree(ctx):
     # Gradio runs handlers on worker threads; an EGL context made current on one thread fails on another.
     preset = get_preset("waving")
@@ -193,7 +213,7 @@ def test_renders_from_many_threads_agree(ctx):
 def test_stop_closes_the_run_within_one_step(ctx):
     # The Stop button closes the handler's generator; the run and its sampler must close with it.
     run = stream_try_on(ctx, PORTRAIT, [(TOP, "upper")], PoseChoice(), RunSettings(steps=50))
-    outputs = stream_frames(lambda: run, ("result",), ctx.images, lambda *args, **kwargs: None)
+    outputs = stream_frames(lambda: run, ("result",), FileStore(".png"), lambda *args, **kwargs: None)
     statuses = [next(outputs)[-1] for _ in range(4)]
     assert statuses[-1] == "Try-on: step 2/50"
     outputs.close()

@@ -1,6 +1,7 @@
 """`omfa synth`: generate the synthetic fitting-room dataset, or a contact sheet of it.
 
     omfa synth --out data/synth --train 12000 --val 200 --test 400 --workers 2 --seed 0
+    omfa synth --out data/synth-64 --size 64x48      # smaller images (and so smaller models)
     omfa synth --sheet docs/synthetic_sheet.png --rows 6 --seed 0
 
 Generation is resumable: rerun the same command and finished shards are kept.
@@ -15,6 +16,14 @@ from pathlib import Path
 from omfa.data.generate import DEFAULT_SHARD_SIZE
 
 
+def parse_size(text: str) -> tuple[int, int]:
+    """Parse "HEIGHTxWIDTH" in pixels: "128x96" -> (128, 96)."""
+    height, sep, width = text.lower().partition("x")
+    if not sep or not height.strip().isdigit() or not width.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"size {text!r} is not HEIGHTxWIDTH in pixels; write it like 64x48")
+    return int(height), int(width)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="omfa synth", description=__doc__.splitlines()[0])
     target = parser.add_mutually_exclusive_group(required=True)
@@ -26,17 +35,20 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="everything derives from it (default 0)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE, help="samples per shard")
+    parser.add_argument("--size", type=parse_size, default=None, metavar="HxW",
+                        help="image size, height x width px (default 128x96); the canvas of models trained on it")
     parser.add_argument("--rows", type=int, default=6, help="contact sheet: number of samples (default 6)")
     parser.add_argument("--split", default="train", choices=("train", "val", "test"), help="contact sheet: split")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv[1:])  # argv[0] is the command name
     from omfa.data.synthetic import SynthConfig, SynthConfigError
 
     try:
-        config = SynthConfig(seed=args.seed, counts={"train": args.train, "val": args.val, "test": args.test})
+        size = {} if args.size is None else {"size_hw": args.size}
+        config = SynthConfig(seed=args.seed, counts={"train": args.train, "val": args.val, "test": args.test}, **size)
     except SynthConfigError as error:
         print(f"omfa synth: {error}", file=sys.stderr)
         return 2
@@ -56,7 +68,7 @@ def _sheet(config, split: str, rows: int, path: Path) -> int:
     from omfa.data.sheet import contact_sheet
     from omfa.data.synthetic import sample_spec, split_presets
 
-    room = FittingRoom()
+    room = FittingRoom(size_hw=config.size_hw)
     partition = split_presets(list(room.presets), config.seed)
     count = config.counts[split]
     # Spread the rows over the split so they show different garments and people.

@@ -26,19 +26,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from omfa.canvas import CANVAS_HW
+from omfa.data.examples import LABELS
 from omfa.data.garments import GarmentSpec
-from omfa.data.lowpoly import LowPolyBody
 from omfa.data.people import Identity, IdentityLayers, identity_layers
 from omfa.data.synthetic import SampleSpec, perturbed_pose
 from omfa.data.tailor import OFFSET_M, Cloth, Layer, Tailor, place, vertex_normals
 from omfa.gl import pyrender
 from omfa.pose.body import PART_NAMES, Pose, PosedMesh, load_body
+from omfa.pose.lowpoly import LowPolyBody
 from omfa.pose.presets import PosePreset, load_presets
 from omfa.pose.render import VIEW_CENTER_Y_M, VIEW_HEIGHT_M, PoseRenderer, face_texture
 
-# Label map values.
-LABELS: dict[str, int] = {"background": 0, "skin": 1, "hair": 2, "upper": 3, "lower": 4, "shoes": 5}
 SHOP_FLATTEN = 0.12  # depth kept when a garment is laid flat
 SHOP_FILL = 0.94  # share of the canvas the shop frame fills
 _REPEAT, _CLAMP = 10497, 33071  # GL_REPEAT, GL_CLAMP_TO_EDGE
@@ -52,7 +50,7 @@ class LabelRenderer(PoseRenderer):
     """
 
     def render_labels(self, meshes: Sequence[pyrender.Mesh], labels: Sequence[int], yaw_deg: float,
-                      size_hw: Sequence[int] = CANVAS_HW) -> np.ndarray:  # fmt: skip
+                      size_hw: Sequence[int]) -> np.ndarray:  # fmt: skip
         """(H, W) uint8: the label of the nearest mesh at each pixel centre, 0 where empty."""
         size = (int(size_hw[0]), int(size_hw[1]))
         scene = self._scene([], yaw_deg, size, (0.0, 0.0, 0.0))
@@ -98,9 +96,15 @@ def srgb_to_linear(rgb: Sequence[int]) -> np.ndarray:
 
 
 class FittingRoom:
-    """Draws synthetic samples. Owns an OpenGL context: one per process, reused."""
+    """Draws synthetic samples of `size_hw` (height, width) px. Owns an OpenGL context: one per process, reused.
 
-    def __init__(self, presets: dict[str, PosePreset] | None = None, cache_size: int = 256) -> None:
+    The size is the dataset's (`SynthConfig.size_hw`): every image, label map,
+    mask and pose map of a sample is rendered at it.
+    """
+
+    def __init__(self, presets: dict[str, PosePreset] | None = None, cache_size: int = 256, *,
+                 size_hw: Sequence[int]) -> None:
+        self.size_hw = (int(size_hw[0]), int(size_hw[1]))
         self.body = LowPolyBody(load_body())
         self.tailor = Tailor(self.body)
         self.presets = presets if presets is not None else load_presets()
@@ -203,8 +207,8 @@ class FittingRoom:
                      yaw_deg: float) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
         """(RGB (H, W, 3) uint8 on white, labels (H, W) uint8) of a dressed person."""
         meshes, labels = self.dressed(person, outfit, posed)
-        color, _ = self.renderer.render(meshes, yaw_deg, CANVAS_HW)
-        return color, self.renderer.render_labels(meshes, labels, yaw_deg, CANVAS_HW)
+        color, _ = self.renderer.render(meshes, yaw_deg, self.size_hw)
+        return color, self.renderer.render_labels(meshes, labels, yaw_deg, self.size_hw)
 
     # -- shop images ----------------------------------------------------------
 
@@ -219,7 +223,7 @@ class FittingRoom:
             points = points[points[:, 1] <= self.tailor.y_navel + 0.02]
         lo, hi = points.min(axis=0), points.max(axis=0)
         width = (hi[0] - lo[0]) * (1.3 if slot == "lower" else 1.0)  # room for a flared skirt
-        height, width_hw = CANVAS_HW
+        height, width_hw = self.size_hw
         view_w = VIEW_HEIGHT_M * width_hw / height
         scale = SHOP_FILL * min(VIEW_HEIGHT_M / (hi[1] - lo[1]), view_w / width)
         return (lo + hi) / 2, float(scale)
@@ -239,7 +243,7 @@ class FittingRoom:
             return out.astype(np.float32)
 
         mesh = self._mesh(cloth.layers, self._shop_body, OFFSET_M[spec.slot], cloth=cloth, transform=lay_flat)
-        color, depth = self.renderer.render([mesh], 0.0, CANVAS_HW, flat=True)
+        color, depth = self.renderer.render([mesh], 0.0, self.size_hw, flat=True)
         return color, depth > 0
 
     # -- samples --------------------------------------------------------------
@@ -253,10 +257,10 @@ class FittingRoom:
         sample["reference"], sample["labels_reference"] = self.person_image(person, spec.outfit_a, posed_ref, spec.view_ref.yaw_deg)
         sample["person"], sample["labels_person"] = self.person_image(person, spec.outfit_b, posed, spec.view.yaw_deg)
         sample["person_same"], sample["labels_person_same"] = self.person_image(person, spec.outfit_a, posed, spec.view.yaw_deg)
-        sample["pose"] = self.renderer.pose_map(posed.mesh, spec.view.yaw_deg, CANVAS_HW)
-        sample["pose_ref"] = self.renderer.pose_map(posed_ref.mesh, spec.view_ref.yaw_deg, CANVAS_HW)
-        sample["surface"] = self.renderer.surface_map(posed.mesh, spec.view.yaw_deg, CANVAS_HW)
-        sample["surface_ref"] = self.renderer.surface_map(posed_ref.mesh, spec.view_ref.yaw_deg, CANVAS_HW)
+        sample["pose"] = self.renderer.pose_map(posed.mesh, spec.view.yaw_deg, self.size_hw)
+        sample["pose_ref"] = self.renderer.pose_map(posed_ref.mesh, spec.view_ref.yaw_deg, self.size_hw)
+        sample["surface"] = self.renderer.surface_map(posed.mesh, spec.view.yaw_deg, self.size_hw)
+        sample["surface_ref"] = self.renderer.surface_map(posed_ref.mesh, spec.view_ref.yaw_deg, self.size_hw)
         for slot, index in (("upper", 0), ("lower", 1)):
             for outfit_name, outfit in (("a", spec.outfit_a), ("b", spec.outfit_b)):
                 image, mask = self.shop_image(outfit[index])

@@ -70,7 +70,7 @@ _worker: dict = {}
 def _init_worker(config: SynthConfig, partition: dict[str, tuple[str, ...]], root: str) -> None:
     from omfa.data.fitting_room import FittingRoom
 
-    _worker.update(room=FittingRoom(), config=config, partition=partition, root=Path(root))
+    _worker.update(room=FittingRoom(size_hw=config.size_hw), config=config, partition=partition, root=Path(root))
 
 
 def _make_shard(task: ShardTask) -> tuple[ShardTask, float]:

@@ -2,9 +2,10 @@
 
 Each loader is a `Sequence` of dicts with the keys of `omfa.data.shards`
 that the dataset has, plus `tasks` (the task names the sample supervises)
-and `meta`. Images are fitted to the canvas (padded to 4:3 with white, then
-resized); label maps use the synthetic labels (0 background, 1 skin, 2 hair,
-3 upper, 4 lower, 5 shoes), mapped from each dataset's parsing classes.
+and `meta`. Images are fitted to `size_hw`, the canvas of the model they feed
+(padded to its aspect ratio with white, then resized); label maps use the
+synthetic label ids (`omfa.data.examples.LABELS`: 0 background, 1 skin,
+2 hair, 3 upper, 4 lower, 5 shoes), mapped from each dataset's parsing classes.
 
 - `VitonHD(root, split)`: upper-body photos with their garment. Paired lists
   give try-off samples (`reference` + `upper_a`); unpaired lists have no
@@ -17,8 +18,9 @@ resized); label maps use the synthetic labels (0 background, 1 skin, 2 hair,
   and no shop images: pairs of views give multi-view samples (`reference`
   and `person_same`).
 
-`pose_fn` (optional) maps a photo to a pose map; `estimator_pose_fn()` builds
-one from the pose estimator and the pose renderer. The datasets cannot be
+`pose_fn` (optional) maps a photo to a pose map; `estimator_pose_fn(size_hw)`
+builds one from the pose estimator and the pose renderer. It draws part
+colours (pose condition "parts"): real samples have no "surface" maps. The datasets cannot be
 downloaded here; the loaders check each dataset's exact layout and raise
 `RealDatasetError` naming the path and the expected layout.
 """
@@ -35,7 +37,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from omfa.canvas import BACKGROUND_RGB, CANVAS_HW
+from omfa.canvas import BACKGROUND_RGB
 
 PoseFn = Callable[[np.ndarray], np.ndarray]
 
@@ -63,8 +65,8 @@ class RealDatasetError(ValueError):
     """A dataset folder, list or file that is missing or malformed."""
 
 
-def fit_to_canvas(image: Image.Image, size_hw: tuple[int, int] = CANVAS_HW, labels: bool = False) -> np.ndarray:
-    """Pad a photo (white) or label map (0) to the canvas aspect ratio, centred, then resize.
+def fit_to_canvas(image: Image.Image, size_hw: tuple[int, int], labels: bool = False) -> np.ndarray:
+    """Pad a photo (white) or label map (0) to the aspect ratio of `size_hw` (height, width), centred, then resize.
 
     Photos are resized with a box filter (area average), label maps with nearest neighbour.
     """
@@ -113,7 +115,7 @@ def read_pairs(path: Path, layout: str) -> list[tuple[str, str]]:
 
 
 class RealDataset(Sequence, ABC):
-    """Base: a list of items, each turned into a sample by `_load`."""
+    """Base: a list of items, each turned into a sample of `size_hw` (height, width) px by `_load`."""
 
     name = "real"
 
@@ -157,7 +159,7 @@ class VitonHD(RealDataset):
     name = "VITON-HD"
 
     def __init__(self, root: str | Path, split: str = "train", pairs: str = "paired", pose_fn: PoseFn | None = None,
-                 size_hw: tuple[int, int] = CANVAS_HW) -> None:  # fmt: skip
+                 *, size_hw: tuple[int, int]) -> None:  # fmt: skip
         if split not in ("train", "test") or pairs not in ("paired", "unpaired"):
             raise RealDatasetError(f"VITON-HD split {split!r} / pairs {pairs!r}; use train|test and paired|unpaired")
         self.root = Path(root)
@@ -195,7 +197,7 @@ class DressCode(RealDataset):
 
     def __init__(self, root: str | Path, split: str = "train", pairs: str = "paired",
                  categories: Sequence[str] = CATEGORIES, pose_fn: PoseFn | None = None,
-                 size_hw: tuple[int, int] = CANVAS_HW) -> None:  # fmt: skip
+                 *, size_hw: tuple[int, int]) -> None:  # fmt: skip
         if split not in ("train", "test") or pairs not in ("paired", "unpaired"):
             raise RealDatasetError(f"DressCode split {split!r} / pairs {pairs!r}; use train|test and paired|unpaired")
         if split == "train" and pairs == "unpaired":
@@ -244,7 +246,7 @@ class DeepFashionMultiModal(RealDataset):
     name = "DeepFashion-MultiModal"
 
     def __init__(self, root: str | Path, split: str = "all", pose_fn: PoseFn | None = None,
-                 size_hw: tuple[int, int] = CANVAS_HW) -> None:  # fmt: skip
+                 *, size_hw: tuple[int, int]) -> None:  # fmt: skip
         if split not in ("all", "train", "test"):
             raise RealDatasetError(f"DeepFashion-MultiModal split {split!r}; use all, train or test")
         self.root = Path(root)
@@ -277,8 +279,8 @@ class DeepFashionMultiModal(RealDataset):
         return sample
 
 
-def estimator_pose_fn(size_hw: tuple[int, int] = CANVAS_HW) -> PoseFn:
-    """A pose function: estimate the SMPL-X pose of the photo, render its pose map (yaw 0).
+def estimator_pose_fn(size_hw: tuple[int, int]) -> PoseFn:
+    """A pose function: estimate the SMPL-X pose of the photo, render its part-colour pose map (yaw 0) at `size_hw`.
 
     The map shows the pose in the canvas framing, not the photo's: real photos
     are not framed like the fitting room's camera.

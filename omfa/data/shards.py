@@ -2,7 +2,7 @@
 
 Layout of a dataset folder::
 
-    dataset.json                  config, preset partition, shard size, format version
+    dataset.json                  config (seed, counts, image size), preset partition, shard size, format version
     train/shard-000000.tar        samples 0..S-1: "<key>.<name>.png" and "<key>.meta.json"
     train/shard-000000.json       the shard's index: keys and each member's byte offset and size
     val/...  test/...
@@ -14,7 +14,10 @@ are encoded the same way each time: the same seed gives the same bytes.
 
 `ShardDataset(root, split)` reads whatever shards are complete (training may
 start while generation goes on) and returns each sample as the dict
-described in `SAMPLE_IMAGES`, `SAMPLE_LABELS`, `SAMPLE_MASKS` plus `meta`.
+described in `SAMPLE_IMAGES`, `SAMPLE_LABELS`, `SAMPLE_MASKS` plus `meta`;
+`size_hw` is the images' size, which models trained on the data take as
+their canvas. Format-2 datasets written before dataset.json recorded the size
+(`config.size_hw`) are 128x96 (`UNRECORDED_SIZE_HW`).
 """
 
 from __future__ import annotations
@@ -31,12 +34,14 @@ import numpy as np
 from PIL import Image
 
 FORMAT_VERSION = 2  # 2: the dense-correspondence pose maps "surface" and "surface_ref"
+# The image size of format-2 datasets whose dataset.json has no config.size_hw (written before it was recorded).
+UNRECORDED_SIZE_HW: tuple[int, int] = (128, 96)
 # RGB uint8 (H, W, 3) images; pose and surface maps have a black background, the rest white.
 SAMPLE_IMAGES: tuple[str, ...] = (
     "reference", "person", "person_same", "pose", "pose_ref", "surface", "surface_ref",
     "upper_a", "lower_a", "upper_b", "lower_b",
 )  # fmt: skip
-# uint8 (H, W) label maps: 0 background, 1 skin, 2 hair, 3 upper, 4 lower, 5 shoes.
+# uint8 (H, W) label maps: the ids of `omfa.data.examples.LABELS` (0 background, 1 skin, 2 hair, 3 upper, ...).
 SAMPLE_LABELS: tuple[str, ...] = ("labels_reference", "labels_person", "labels_person_same")
 # bool (H, W) garment pixels of each shop image.
 SAMPLE_MASKS: tuple[str, ...] = ("mask_upper_a", "mask_lower_a", "mask_upper_b", "mask_lower_b")
@@ -126,13 +131,29 @@ def read_manifest(root: str | os.PathLike) -> dict[str, Any]:
     return manifest
 
 
+def manifest_size_hw(manifest: dict[str, Any]) -> tuple[int, int]:
+    """(height, width) of a dataset's images, from its dataset.json content."""
+    height, width = manifest["config"].get("size_hw", UNRECORDED_SIZE_HW)
+    return int(height), int(width)
+
+
+def _with_size(manifest: dict[str, Any]) -> dict[str, Any]:
+    """The manifest with its image size spelled out (older ones omit it)."""
+    return manifest | {"config": manifest["config"] | {"size_hw": list(manifest_size_hw(manifest))}}
+
+
 def write_manifest(root: Path, manifest: dict[str, Any]) -> None:
-    """Create dataset.json, or check that an existing one has the same settings (resuming)."""
+    """Create dataset.json, or check that an existing one has the same settings (resuming).
+
+    A dataset.json written before the size was recorded matches a 128x96
+    config and is left as it is, so such a dataset resumes.
+    """
     root.mkdir(parents=True, exist_ok=True)
     path = root / "dataset.json"
     if path.is_file():
         existing = json.loads(path.read_text())
-        if existing != manifest:
+        if _with_size(existing) != _with_size(manifest):
+            existing, manifest = _with_size(existing), _with_size(manifest)
             changed = sorted(k for k in set(existing) | set(manifest) if existing.get(k) != manifest.get(k))
             raise DatasetError(
                 f"{path} was made with other settings ({', '.join(changed)} differ); "
@@ -180,6 +201,11 @@ class ShardDataset(Sequence):
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    @property
+    def size_hw(self) -> tuple[int, int]:
+        """(height, width) px of every image of the dataset (the canvas of models trained on it)."""
+        return manifest_size_hw(self.manifest)
 
     def keys(self) -> list[str]:
         return [entry["key"] for _, entry in self._entries]

@@ -9,7 +9,7 @@ A sample is one identity and two outfits:
 - the pose maps of both poses and the shop images of every garment involved
   (try-off ground truth).
 
-This module only *plans* samples (`SampleSpec`); `omfa.data.render` draws
+This module only *plans* samples (`SampleSpec`); `omfa.data.fitting_room` draws
 them. Everything is a pure function of (seed, split, index), so any worker
 can produce any sample and the same seed gives the same dataset.
 
@@ -44,6 +44,10 @@ SPLIT_SHARE = {"val": 0.1, "test": 0.2}
 GARMENTS_PER_SAMPLE = 0.25  # pool size per slot, relative to the split's sample count
 PEOPLE_PER_SAMPLE = 0.1
 WINDOW = 48  # samples draw garments and people from a sliding window of the pool
+# Image size (height, width): 128x96 keeps the person about 96 px tall (a whole body in a 4:3 frame).
+DEFAULT_SIZE_HW: tuple[int, int] = (128, 96)
+# Sides are multiples of 8 so that every denoiser preset's patches tile the image.
+MIN_SIDE, MAX_SIDE, SIDE_MULTIPLE = 16, 1024, 8
 
 # Perturbation amplitude (radians, uniform +-) per body_pose row, by joint.
 _AMPLITUDE = np.array([
@@ -59,12 +63,24 @@ class SynthConfigError(ValueError):
 
 @dataclass(frozen=True)
 class SynthConfig:
-    """What to generate: sample counts per split and the seed everything derives from."""
+    """What to generate: sample counts per split, the image size and the seed everything derives from.
+
+    `size_hw` (height, width) px is every image's size, and so the canvas of
+    the models trained on the dataset (`omfa train` reads it from dataset.json).
+    """
 
     seed: int = 0
     counts: Mapping[str, int] = field(default_factory=lambda: {"train": 12000, "val": 200, "test": 400})
+    size_hw: tuple[int, int] = DEFAULT_SIZE_HW
 
     def __post_init__(self) -> None:
+        size = tuple(int(v) for v in self.size_hw)
+        if len(size) != 2 or any(v < MIN_SIDE or v > MAX_SIDE or v % SIDE_MULTIPLE for v in size):
+            raise SynthConfigError(
+                f"image size {'x'.join(map(str, size))} px is not possible; use HEIGHTxWIDTH with each side a "
+                f"multiple of {SIDE_MULTIPLE} from {MIN_SIDE} to {MAX_SIDE} px (for example 128x96 or 64x48)"
+            )
+        object.__setattr__(self, "size_hw", size)  # a list read from JSON compares equal to the tuple
         for split, count in self.counts.items():
             if split not in SPLITS:
                 raise SynthConfigError(f"split {split!r} is unknown; use {', '.join(SPLITS)}")
@@ -77,7 +93,7 @@ class SynthConfig:
             )
 
     def to_json(self) -> dict[str, Any]:
-        return {"seed": self.seed, "counts": dict(self.counts)}
+        return {"seed": self.seed, "counts": dict(self.counts), "size_hw": list(self.size_hw)}
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,8 @@ import numpy as np
 from omfa.data.cutting import Piece, covered_faces, cut, unweld
 from omfa.data.cylinders import Cylinder, limb_cylinder, trunk_cylinder
 from omfa.data.garments import GarmentSpec, Print, fabric_panel, fabric_panel_width
-from omfa.data.lowpoly import LowPolyBody
 from omfa.pose.body import JOINT_NAMES, PART_NAMES, Body, PosedMesh
+from omfa.pose.lowpoly import LowPolyBody
 
 # Regions with their own texture cylinder. Hands map to the arm cylinder and
 # feet to the leg cylinder (sleeves and trousers end before them).

@@ -23,7 +23,7 @@ import numpy as np
 from omfa.mediapipe_models import POSE_LANDMARK_NAMES
 
 # The render camera of omfa.pose.render (VIEW_HEIGHT_M, FLOOR_MARGIN_M), and
-# the mean height of its people (omfa.data.people: 1.6 to 1.85 m).
+# the mean height of the synthetic fitting room's people (1.6 to 1.85 m): the scale the model learned.
 VIEW_HEIGHT_M, FLOOR_MARGIN_M, STATURE_M = 2.3, 0.08, 1.72
 # Head top to soles, and the floor row, as fractions of the canvas height.
 PERSON_HEIGHT_FRACTION = STATURE_M / VIEW_HEIGHT_M

@@ -3,6 +3,8 @@
 ``prepare_portrait`` loads the photo, finds exactly one person, cuts the
 background away and places the person on the white canvas at the fixed
 person scale; it returns the BlazePose landmarks for the pose estimator.
+Both take the canvas size (``size_hw``) from the caller: it is the model's
+(``OMFAPipeline.canvas_hw``), so one preprocessing serves every checkpoint.
 ``prepare_garment`` tells a flat garment photo from a photo of a dressed
 person (a body pose or a face is found or not): a flat garment is cut out and
 centred like a shop image; a dressed person is prepared like a portrait, and
@@ -11,12 +13,13 @@ the pipeline extracts the garment with try-off before trying it on.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image
 
-from omfa.canvas import BACKGROUND_RGB, CANVAS_HW
+from omfa.canvas import BACKGROUND_RGB
 from omfa.imaging.framing import (
     MIN_VISIBILITY,
     FramingError,
@@ -56,7 +59,7 @@ class PreparedPortrait:
     """A portrait placed on the canvas as the ``reference`` slot.
 
     Attributes:
-        image: (H, W, 3) uint8 on the white background, (H, W) = CANVAS_HW.
+        image: (H, W, 3) uint8 on the white background, (H, W) = the ``size_hw`` asked for.
         alpha: (H, W) float32 person matte on the canvas.
         pose: BlazePose landmarks of the person in the loaded photo.
         keypoints: (33, 2) float32 landmark pixels on the canvas.
@@ -102,17 +105,18 @@ def warm_up(mediapipe: MediapipeModels | None = None, u2netp: U2NetP | None = No
 
 
 def place_on_canvas(rgb: np.ndarray, alpha: np.ndarray, placement: Placement,
-                    canvas_hw: tuple[int, int] = CANVAS_HW) -> tuple[np.ndarray, np.ndarray]:
+                    size_hw: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """Resample a cut-out onto the white canvas.
 
     Args:
         rgb: (h, w, 3) uint8 source; alpha: (h, w) float32 matte.
         placement: source pixels to canvas pixels.
+        size_hw: (H, W) of the canvas.
 
     Returns:
         canvas rgb (H, W, 3) uint8 composited on white, canvas alpha (H, W) float32.
     """
-    ch, cw = canvas_hw
+    ch, cw = _check_size(size_hw)
     h, w = alpha.shape
     s, (ox, oy) = placement.scale, placement.offset
     # The canvas rectangle covered by the source, in whole canvas pixels.
@@ -132,6 +136,18 @@ def place_on_canvas(rgb: np.ndarray, alpha: np.ndarray, placement: Placement,
     return composite(out_rgb, out_alpha, BACKGROUND_RGB), out_alpha
 
 
+def _check_size(size_hw: Sequence[int]) -> tuple[int, int]:
+    """``size_hw`` as (height, width), or a ValueError that says what to pass."""
+    try:
+        height, width = (int(v) for v in size_hw)
+    except (TypeError, ValueError):
+        raise ValueError(f"size_hw is {size_hw!r}; pass the canvas size as (height, width), "
+                         "e.g. pipe.canvas_hw") from None
+    if height < 1 or width < 1:
+        raise ValueError(f"size_hw is {height}x{width}; pass a positive (height, width), e.g. pipe.canvas_hw")
+    return height, width
+
+
 def _one_person(count: int, what: str) -> None:
     if count > 1:
         raise ImageInputError(
@@ -139,7 +155,7 @@ def _one_person(count: int, what: str) -> None:
 
 
 def _portrait_from_rgb(rgb: np.ndarray, people: People, mediapipe: MediapipeModels,
-                       u2netp: U2NetP | None, what: str) -> PreparedPortrait:
+                       u2netp: U2NetP | None, what: str, size_hw: tuple[int, int]) -> PreparedPortrait:
     """Cut out and frame the one person of ``rgb`` (H, W, 3) found as ``people``."""
     _one_person(people.count, what)
     if people.pose is None:
@@ -150,35 +166,37 @@ def _portrait_from_rgb(rgb: np.ndarray, people: People, mediapipe: MediapipeMode
     h, w = rgb.shape[:2]
     xy = people.pose.pixel_xy(h, w)
     try:
-        frame = frame_person(xy, people.pose.visibility, cut.alpha, CANVAS_HW)
+        frame = frame_person(xy, people.pose.visibility, cut.alpha, size_hw)
     except FramingError as err:
         raise ImageInputError(f"{what}: {err}") from err
     if frame.height_px < MIN_PERSON_HEIGHT:
         raise ImageInputError(
             f"the person in the {what} is only about {frame.height_px:.0f} px tall; upload a "
             f"larger or closer photo (at least {MIN_PERSON_HEIGHT} px from head to feet)")
-    image, alpha = place_on_canvas(cut.rgb, cut.alpha, frame.placement)
+    image, alpha = place_on_canvas(cut.rgb, cut.alpha, frame.placement, size_hw)
     info = f"{frame.note} Background removed with {_METHOD_NAMES[cut.method]}."
     return PreparedPortrait(image, alpha, people.pose, frame.placement.apply(xy),
                             frame.full_body, info)
 
 
-def prepare_portrait(source: ImageSource, *, mediapipe: MediapipeModels | None = None,
+def prepare_portrait(source: ImageSource, *, size_hw: Sequence[int], mediapipe: MediapipeModels | None = None,
                      u2netp: U2NetP | None = None) -> PreparedPortrait:
-    """Load a portrait and place its one person on the canvas (the ``reference`` slot).
+    """Load a portrait and place its one person on a ``size_hw`` canvas (the ``reference`` slot).
 
     Raises:
         ImageInputError: unreadable upload, no person, several people, or too
             little of the person visible; the message says what to upload.
     """
+    size_hw = _check_size(size_hw)
     mediapipe = mediapipe or default_models()
     rgb = np.asarray(load_image(source))
-    return _portrait_from_rgb(rgb, mediapipe.people(rgb), mediapipe, u2netp, "portrait")
+    return _portrait_from_rgb(rgb, mediapipe.people(rgb), mediapipe, u2netp, "portrait", size_hw)
 
 
-def prepare_garment(source: ImageSource, *, mediapipe: MediapipeModels | None = None,
+def prepare_garment(source: ImageSource, *, size_hw: Sequence[int], mediapipe: MediapipeModels | None = None,
                     u2netp: U2NetP | None = None) -> PreparedGarment:
-    """Load a garment source and decide whether it is a flat garment or a dressed person.
+    """Load a garment source, decide whether it is a flat garment or a dressed person, and place
+    it on a ``size_hw`` canvas.
 
     A photo counts as a dressed person when a body pose with both shoulders
     visible is found in it.
@@ -186,13 +204,14 @@ def prepare_garment(source: ImageSource, *, mediapipe: MediapipeModels | None = 
     Raises:
         ImageInputError: unreadable upload, several people, or no garment found.
     """
+    size_hw = _check_size(size_hw)
     mediapipe = mediapipe or default_models()
     loaded = load_image(source, keep_alpha=True)
     rgb = np.asarray(flatten_alpha(loaded) if loaded.mode == "RGBA" else loaded)
     people = mediapipe.people(rgb)
     _one_person(people.count, "garment photo")
     if people.pose is not None and bool((people.pose.visibility[_SHOULDERS] > MIN_VISIBILITY).all()):
-        portrait = _portrait_from_rgb(rgb, people, mediapipe, u2netp, "garment photo")
+        portrait = _portrait_from_rgb(rgb, people, mediapipe, u2netp, "garment photo", size_hw)
         return PreparedGarment("person", portrait.image, portrait.alpha, portrait,
                                "A dressed person: the garment is extracted first (try-off). "
                                + portrait.info)
@@ -211,6 +230,6 @@ def prepare_garment(source: ImageSource, *, mediapipe: MediapipeModels | None = 
             "the garment photo shows no background around the garment; upload a photo with "
             "the whole garment visible on a plain background")
     box = foreground_box(cut.alpha)
-    image, alpha = place_on_canvas(cut.rgb, cut.alpha, frame_object(box, CANVAS_HW))
+    image, alpha = place_on_canvas(cut.rgb, cut.alpha, frame_object(box, size_hw), size_hw)
     return PreparedGarment("flat", image, alpha, None,
                            f"Flat garment. Background removed with {_METHOD_NAMES[cut.method]}.")

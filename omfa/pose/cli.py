@@ -42,8 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     render = commands.add_parser("render", help="render a preset or a pose file")
     render.add_argument("pose", help="preset name, or a pose .json file (as written by from-photo)")
     render.add_argument("--yaw", type=float, default=None, help="camera yaw in degrees (default: the preset's)")
-    render.add_argument("--style", choices=("thumbnail", "map"), default="thumbnail",
-                        help="shaded thumbnail or the flat pose condition map")  # fmt: skip
+    render.add_argument("--style", choices=("thumbnail", "map", "surface"), default="thumbnail",
+                        help="shaded thumbnail, or a pose condition: part colours (map) or surface coordinates")  # fmt: skip
     render.add_argument("--size", type=_size, default=None, help="HEIGHTxWIDTH (default 256x256 / 128x96)")
     render.add_argument("--out", required=True, type=Path, help="output .png (or .glb for a 3-D model)")
 
@@ -113,8 +113,13 @@ def _run(args: argparse.Namespace) -> int:
         else:
             yaw = preset.yaw_deg if args.yaw is None else args.yaw
             with PoseRenderer() as renderer:
-                if args.style == "map":
-                    image = renderer.pose_map(mesh, yaw, args.size or (128, 96))
+                if args.style in ("map", "surface"):  # exactly what a model is conditioned on
+                    from omfa.pose.condition import pose_condition
+                    from omfa.pose.lowpoly import LowPolyBody
+
+                    kind = "parts" if args.style == "map" else "surface"
+                    image = pose_condition(renderer, LowPolyBody(body).posed(preset.pose), yaw,
+                                           args.size or (128, 96), kind)
                 else:
                     image = renderer.thumbnail(mesh, yaw, args.size or (256, 256))
             Image.fromarray(image).save(args.out)
@@ -155,7 +160,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str]) -> int:
     """Entry point for `omfa pose ...`; returns the exit status."""
-    args = _parser().parse_args(argv)
+    args = _parser().parse_args(argv[1:])  # argv[0] is the command name
     try:
         return _run(args)
     except (PresetError, BodyModelError, ValueError) as error:

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from omfa.canvas import CANVAS_HW
 from omfa.pose.body import BODY_POSE_JOINTS, JOINT_NAMES, Body, Pose, forward_kinematics, load_body
 
 
@@ -212,7 +211,7 @@ def drag_limb(
     pose: Pose,
     effector: str,
     target_xy: Sequence[float],
-    size_hw: Sequence[int] = CANVAS_HW,
+    size_hw: Sequence[int],
     yaw_deg: float = 0.0,
     *,
     body: Body | None = None,

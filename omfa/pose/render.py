@@ -9,7 +9,7 @@ of the same mesh and yaw:
   horizontally (no tilt, so verticals stay vertical);
 - the frame spans `VIEW_HEIGHT_M` metres vertically at that axis, from
   `FLOOR_MARGIN_M` below the floor upwards, for every image size; the width
-  follows the image's aspect ratio. At the 128x96 canvas a 1.72 m body is
+  follows the image's aspect ratio. In a 128x96 image a 1.72 m body is
   about 96 px tall and a T-pose (1.64 m wide) still fits;
 - `yaw_deg` orbits the camera around the vertical axis: 0 looks at the front
   of the body, 90 shows the body's left side, 180 its back, -90 its right side.
@@ -30,7 +30,6 @@ from pathlib import Path
 
 import numpy as np
 
-from omfa.canvas import CANVAS_HW
 from omfa.gl import pyrender
 from omfa.pose.body import FACE_BOX_M, PART_NAMES, PosedMesh
 
@@ -41,6 +40,7 @@ VIEW_CENTER_Y_M = VIEW_HEIGHT_M / 2 - FLOOR_MARGIN_M
 YFOV_RAD = 2.0 * math.atan(VIEW_HEIGHT_M / 2 / CAMERA_DISTANCE_M)
 Z_NEAR_M, Z_FAR_M = 1.0, 10.0
 THUMBNAIL_HW = (256, 256)
+INITIAL_VIEWPORT_WH = (256, 256)
 THUMBNAIL_BACKGROUND = (0.95, 0.95, 0.95)
 
 PART_COLORS: dict[str, tuple[int, int, int]] = {
@@ -84,7 +84,7 @@ def camera_pose(yaw_deg: float) -> np.ndarray:
     return pose
 
 
-def project(points: np.ndarray, yaw_deg: float = 0.0, size_hw: Sequence[int] = CANVAS_HW) -> np.ndarray:
+def project(points: np.ndarray, yaw_deg: float, size_hw: Sequence[int]) -> np.ndarray:
     """World points (N, 3) -> (N, 3): pixel x (right), pixel y (down), depth in metres.
 
     Pixel coordinates are continuous: pixel (row i, column j) covers
@@ -201,8 +201,8 @@ class PoseRenderer:
     """
 
     def __init__(self) -> None:
-        height, width = CANVAS_HW
-        self._renderer = pyrender.OffscreenRenderer(width, height)
+        # The viewport is set per draw (every render names its size); this is only the first one.
+        self._renderer = pyrender.OffscreenRenderer(*INITIAL_VIEWPORT_WH)
         self._lock = threading.Lock()
         self._groups_key: tuple[np.ndarray, np.ndarray] | None = None
         self._groups: list[tuple[int, np.ndarray, np.ndarray]] = []
@@ -212,6 +212,21 @@ class PoseRenderer:
         if self._renderer is not None:
             release_renderer(self._renderer)
             self._renderer = None
+
+    def __del__(self) -> None:
+        # A renderer dropped without close() must not take the shared EGL display with
+        # it (pyrender's own __del__ would eglTerminate it): free just this context, or,
+        # on a thread where it cannot be made current, leave it to the process's exit.
+        renderer = getattr(self, "_renderer", None)
+        if renderer is None:
+            return
+        try:
+            release_renderer(renderer)
+        except Exception:
+            platform = getattr(renderer, "_platform", None)
+            if platform is not None and hasattr(platform, "_egl_display"):
+                platform._egl_display = None
+        self._renderer = None
 
     def __enter__(self) -> PoseRenderer:
         return self
@@ -245,8 +260,8 @@ class PoseRenderer:
     def render(
         self,
         meshes: Sequence[pyrender.Mesh],
-        yaw_deg: float = 0.0,
-        size_hw: Sequence[int] = CANVAS_HW,
+        yaw_deg: float,
+        size_hw: Sequence[int],
         *,
         flat: bool = False,
         background: Sequence[float] = (1.0, 1.0, 1.0),
@@ -263,7 +278,7 @@ class PoseRenderer:
         color, depth = self._draw(scene, size, flags)
         return np.ascontiguousarray(color[..., :3]), depth.astype(np.float32)
 
-    def pose_map(self, mesh: PosedMesh, yaw_deg: float = 0.0, size_hw: Sequence[int] = CANVAS_HW) -> np.ndarray:
+    def pose_map(self, mesh: PosedMesh, yaw_deg: float, size_hw: Sequence[int]) -> np.ndarray:
         """The pose condition map: (H, W, 3) uint8 flat PART_COLORS on black.
 
         Rendered as a segmentation (no lighting, no anti-aliasing), so every
@@ -283,7 +298,7 @@ class PoseRenderer:
         color, _ = self._draw(scene, size, pyrender.RenderFlags.SEG, seg_map)
         return np.ascontiguousarray(color[..., :3])
 
-    def surface_map(self, mesh: PosedMesh, yaw_deg: float = 0.0, size_hw: Sequence[int] = CANVAS_HW) -> np.ndarray:
+    def surface_map(self, mesh: PosedMesh, yaw_deg: float, size_hw: Sequence[int]) -> np.ndarray:
         """The dense-correspondence pose condition: (H, W, 3) uint8 on black.
 
         Each body pixel shows, as RGB, where on the rest body (T-pose, mean
@@ -294,7 +309,7 @@ class PoseRenderer:
         Rendered unlit, so each pixel is the interpolated coordinate itself.
         """
         if mesh.surface is None:
-            raise ValueError("this body has no surface coordinates; pose it with omfa.pose.lowpoly.LowPolyBody")
+            raise ValueError("this mesh has no surface coordinates; pose the body with omfa.pose.lowpoly.LowPolyBody")
         size = _check_size(size_hw)
         colors = np.concatenate([mesh.surface, np.ones((len(mesh.surface), 1))], axis=1).astype(np.float32)
         material = pyrender.MetallicRoughnessMaterial(baseColorFactor=(1.0, 1.0, 1.0, 1.0), metallicFactor=0.0)

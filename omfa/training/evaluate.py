@@ -2,102 +2,35 @@
 
     omfa eval --model assets/omfa-tiny --data data/synth --tasks try_on,try_off,multiview --steps 20 --json
 
-Per task family it reports PSNR and SSIM over the whole image and inside the
-person (try-on, multi-view) or garment (try-off) mask, and the mean RGB error
-of garment pixels. Baselines see exactly the model's inputs:
+Per task family it reports (definitions in `omfa.training.metrics`) PSNR and
+SSIM over the whole image and inside the person (try-on, multi-view) or
+garment (try-off) mask, the mean RGB error of garment pixels, the pattern
+fidelity of the garment (high-pass correlation) and, for try-off, the IoU of
+the predicted garment's silhouette. Baselines see exactly the model's inputs:
   copy-portrait  the input portrait, unchanged (it is already canvas-sized);
-  recolour       the pose map's body parts filled with the garments' mean colours
-                 (and the portrait's skin colour);
+  recolour       the part-colour pose map's body parts filled with the garments' mean
+                 colours (and the portrait's skin colour);
   mean-garment   (try-off) the training split's mean shop image of that garment type.
-It also reports preview convergence: PSNR of the step-k preview against the final image.
+Each model gets the pose condition of its own config ("parts" or "surface");
+the recolour baseline always reads the part-colour map, whose colours name
+the body parts. It also reports preview convergence: PSNR of the step-k
+preview against the final image.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Iterable
 
 import numpy as np
 import torch
-from skimage.metrics import structural_similarity
 
-from omfa.canvas import sample_tasks
+from omfa.data.examples import FAMILIES, LABELS, Case, cases_from_sample
+from omfa.pose.condition import DEFAULT_POSE_CONDITION
+from omfa.training.metrics import colour_error, pattern_fidelity, psnr, silhouette_iou, ssim
 
-FAMILIES: dict[str, tuple[str, ...]] = {
-    "try_on": ("try_on_upper", "try_on_lower", "outfit"),
-    "try_off": ("try_off_upper", "try_off_lower"),
-    "multiview": ("multiview",),
-}
-UPPER_LABEL, LOWER_LABEL, SKIN_LABEL = 3, 4, 1
-
-
-# ----------------------------------------------------------------------------
-# Metrics on uint8 (H, W, 3) images
-
-
-def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """PSNR in dB over all pixels, or over `mask` (H, W) bool."""
-    err = (a.astype(np.float64) - b.astype(np.float64)) ** 2
-    mse = err[mask].mean() if mask is not None else err.mean()
-    return float(10 * np.log10(255.0**2 / max(mse, 1e-10)))
-
-
-def ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """SSIM (7x7 windows, per channel), averaged over all pixels or over `mask`."""
-    _, full = structural_similarity(a, b, channel_axis=2, data_range=255, full=True)
-    smap = full.mean(axis=2)
-    return float(smap[mask].mean() if mask is not None else smap.mean())
-
-
-def colour_error(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
-    """Mean RGB distance (0-255 units) between the images on the garment pixels."""
-    diff = a.astype(np.float64)[mask] - b.astype(np.float64)[mask]
-    return float(np.linalg.norm(diff, axis=-1).mean()) if mask.any() else float("nan")
-
-
-# ----------------------------------------------------------------------------
-# Cases: one model input and its exact ground truth
-
-
-@dataclass
-class Case:
-    task: str
-    inputs: dict[str, np.ndarray]  # reference / upper / lower / pose
-    target_slot: str
-    truth: np.ndarray
-    region: np.ndarray  # person or garment mask (H, W) bool
-    garment: np.ndarray  # garment pixels (H, W) bool
-    labels_reference: np.ndarray | None
-
-
-def cases_from_sample(sample: dict, families: Iterable[str]) -> list[Case]:
-    supported = set(sample_tasks(sample))
-    ref = sample["reference"]
-    out = []
-    for family in families:
-        for task in FAMILIES[family]:
-            if task not in supported:
-                continue
-            labels_ref = sample.get("labels_reference")
-            if task.startswith("try_on") or task == "outfit":
-                garments = {"try_on_upper": ("upper",), "try_on_lower": ("lower",), "outfit": ("upper", "lower")}[task]
-                labels = sample["labels_person"]
-                garment = np.isin(labels, [UPPER_LABEL if g == "upper" else LOWER_LABEL for g in garments])
-                inputs = {"reference": ref, "pose": sample["pose"]} | {g: sample[f"{g}_b"] for g in garments}
-                out.append(Case(task, inputs, "person", sample["person"], labels > 0, garment, labels_ref))
-            elif task == "multiview":
-                labels = sample["labels_person_same"]
-                out.append(Case(task, {"reference": ref, "pose": sample["pose"]}, "person", sample["person_same"],
-                                labels > 0, np.isin(labels, [UPPER_LABEL, LOWER_LABEL]), labels_ref))
-            else:
-                slot = task.removeprefix("try_off_")
-                mask = sample[f"mask_{slot}_a"].astype(bool)
-                out.append(Case(task, {"reference": ref}, slot, sample[f"{slot}_a"], mask, mask, labels_ref))
-    return out
+METRICS: tuple[str, ...] = ("psnr", "ssim", "psnr_mask", "ssim_mask", "colour_err", "pattern", "iou")
 
 
 # ----------------------------------------------------------------------------
@@ -127,9 +60,11 @@ def recolour_baseline(case: Case, silhouette: np.ndarray | None = None) -> np.nd
     from omfa.pose.body import PART_NAMES
 
     ref, labels = case.inputs["reference"], case.labels_reference
-    ref_upper = _mean_colour(ref, labels == UPPER_LABEL) if labels is not None else _mean_colour(ref, ref.min(-1) < 250)
-    ref_lower = _mean_colour(ref, labels == LOWER_LABEL) if labels is not None else ref_upper
-    skin = _mean_colour(ref, labels == SKIN_LABEL, (200, 160, 130)) if labels is not None else np.array([200, 160, 130.0])
+    ref_upper = (_mean_colour(ref, labels == LABELS["upper"]) if labels is not None
+                 else _mean_colour(ref, ref.min(-1) < 250))
+    ref_lower = _mean_colour(ref, labels == LABELS["lower"]) if labels is not None else ref_upper
+    skin = (_mean_colour(ref, labels == LABELS["skin"], (200, 160, 130)) if labels is not None
+            else np.array([200, 160, 130.0]))
     if case.target_slot != "person":
         out = np.full_like(case.truth, 255)
         colour = ref_upper if case.target_slot == "upper" else ref_lower
@@ -137,7 +72,7 @@ def recolour_baseline(case: Case, silhouette: np.ndarray | None = None) -> np.nd
         return out
     upper = _mean_colour(case.inputs["upper"], case.inputs["upper"].min(-1) < 250) if "upper" in case.inputs else ref_upper
     lower = _mean_colour(case.inputs["lower"], case.inputs["lower"].min(-1) < 250) if "lower" in case.inputs else ref_lower
-    parts = _parts_from_pose_map(case.inputs["pose"])
+    parts = _parts_from_pose_map(case.inputs["pose"])  # always the part-colour map, whatever the models see
     out = np.full((*parts.shape, 3), 255, dtype=np.uint8)
     for i, name in enumerate(PART_NAMES):
         if "arm" in name or name == "torso":
@@ -168,23 +103,37 @@ def mean_garments(dataset, limit: int = 300) -> dict[str, np.ndarray]:
 # The evaluation loop
 
 
-def _scores(pred: np.ndarray, case: Case) -> dict[str, float]:
-    return {
+def scores(pred: np.ndarray, case: Case) -> dict[str, float]:
+    """Every metric of one prediction (`METRICS`; "iou" for try-off cases only)."""
+    out = {
         "psnr": psnr(pred, case.truth),
         "ssim": ssim(pred, case.truth),
         "psnr_mask": psnr(pred, case.truth, case.region),
         "ssim_mask": ssim(pred, case.truth, case.region),
         "colour_err": colour_error(pred, case.truth, case.garment),
+        "pattern": pattern_fidelity(pred, case.truth, case.garment),
     }
+    if case.target_slot != "person":  # a shop image: its silhouette is the garment's
+        out["iou"] = silhouette_iou(pred, case.region)
+    return out
+
+
+def pose_condition_of(model) -> str:
+    """The pose condition a model was trained with (checkpoints that do not name one used part colours)."""
+    return getattr(model.config, "pose_condition", DEFAULT_POSE_CONDITION)
 
 
 def model_predictor(pipe, steps: int, guidance: float, seed: int, convergence: dict) -> Callable[[Case], np.ndarray]:
-    """A predictor running the pipeline; it also accumulates per-step preview PSNR against the final image."""
+    """A predictor running the pipeline; it also accumulates per-step preview PSNR against the final image.
+
+    The model sees the pose map of the kind it was trained with.
+    """
+    pose_condition = pose_condition_of(pipe.transformer)
 
     def predict(case: Case) -> np.ndarray:
         previews = [
             p.images[case.target_slot]
-            for p in pipe.stream(case.task, **case.inputs,
+            for p in pipe.stream(case.task, **case.model_inputs(pose_condition),
                                  num_inference_steps=steps, guidance_scale=guidance,
                                  generator=torch.Generator(pipe.device).manual_seed(seed))
         ]
@@ -206,7 +155,7 @@ def evaluate(predictors: dict[str, Callable[[Case], np.ndarray]], cases: list[Ca
             pred = predict(case)
             if pred is None:
                 continue
-            for k, v in _scores(pred, case).items():
+            for k, v in scores(pred, case).items():
                 table.setdefault(fam, {}).setdefault(name, {}).setdefault(k, []).append(v)
     return {fam: {m: {k: round(float(np.nanmean(v)), 4) for k, v in ms.items()} | {"n": len(ms["psnr"])}
                   for m, ms in methods.items()} for fam, methods in table.items()}
@@ -260,67 +209,55 @@ def sample_indices(length: int, every: int, limit: int | None) -> list[int]:
     return list(range(0, length, max(1, every)))[:limit]
 
 
-def main(argv: list[str]) -> int:
+def evaluate_models(models: list[str], data: str | Path, *, split: str = "test",
+                    families: tuple[str, ...] = tuple(FAMILIES), steps: int = 20, guidance: float = 2.0,
+                    limit: int | None = None, every: int = 1, seed: int = 0, with_baselines: bool = True,
+                    sheet: Path | None = None, sheet_rows: int = 8) -> dict:
+    """Score pipelines (`models`: folders, or NAME=FOLDER) and the baselines on a split of a synthetic dataset.
+
+    Returns {"table": {family: {method: metrics}}, "preview_psnr_by_step", ...};
+    `sheet` also writes a contact sheet of the first model's results.
+    """
     from omfa.data.shards import ShardDataset
     from omfa.pipeline import OMFAPipeline
 
-    parser = argparse.ArgumentParser(prog="omfa eval", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, action="append", required=True,
-                        help="checkpoint folder; repeat to compare models (NAME=DIR names a model)")
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--tasks", default="try_on,try_off,multiview")
-    parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--guidance", type=float, default=2.0)
-    parser.add_argument("--limit", type=int, default=None, help="evaluate N samples")
-    parser.add_argument("--every", type=int, default=1,
-                        help="take every k-th sample (8 on the test split: one view of each multi-view group)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-baselines", action="store_true")
-    parser.add_argument("--json", action="store_true")
-    parser.add_argument("--sheet", type=Path, help="also write a contact sheet of results (first model)")
-    parser.add_argument("--sheet-rows", type=int, default=8)
-    args = parser.parse_args(argv)
-    families = [f.strip() for f in args.tasks.split(",")]
-    for f in families:
-        if f not in FAMILIES:
-            parser.error(f"unknown task family {f!r}; choose from {', '.join(FAMILIES)}")
-    data = ShardDataset(args.data, args.split)
-    indices = sample_indices(len(data), args.every, args.limit)
-    n = len(indices)
-    cases = [c for i in indices for c in cases_from_sample(data[i], families)]
+    for family in families:
+        if family not in FAMILIES:
+            raise ValueError(f"unknown task family {family!r}; choose from {', '.join(FAMILIES)}")
+    if sheet is not None and not models:
+        raise ValueError("a results sheet shows a model's outputs; pass at least one model")
+    dataset = ShardDataset(data, split)
+    indices = sample_indices(len(dataset), every, limit)
+    cases = [c for i in indices for c in cases_from_sample(dataset[i], families)]
     predictors: dict[str, Callable] = {}
-    if not args.no_baselines:
-        predictors |= baselines(mean_garments(ShardDataset(args.data, "train")))
+    if with_baselines:
+        predictors |= baselines(mean_garments(ShardDataset(data, "train")))
     convergence: dict[str, dict[int, list[float]]] = {}
     pipes = {}
-    for spec in args.model:
+    for spec in models:
         name, _, path = str(spec).rpartition("=") if "=" in str(spec) else ("omfa", "", str(spec))
         pipe = pipes[name] = OMFAPipeline.load(path)
+        if tuple(pipe.canvas_hw) != dataset.size_hw:
+            raise ValueError(f"model {path} works on {pipe.canvas_hw[0]}x{pipe.canvas_hw[1]} px images but {data} "
+                             f"has {dataset.size_hw[0]}x{dataset.size_hw[1]}; evaluate it on a dataset of its size "
+                             "(omfa synth --size HxW)")
         convergence[name] = {}
-        predictors[name] = model_predictor(pipe, args.steps, args.guidance, args.seed, convergence[name])
+        predictors[name] = model_predictor(pipe, steps, guidance, seed, convergence[name])
     start = time.time()
-    if args.sheet:
+    if sheet is not None:
         from PIL import Image
 
-        first = model_predictor(next(iter(pipes.values())), args.steps, args.guidance, args.seed, {})
-        picked = spread_cases(cases, args.sheet_rows)
-        Image.fromarray(results_sheet(first, picked)).save(args.sheet)
-    result = {"split": args.split, "samples": n, "steps": args.steps, "table": evaluate(predictors, cases),
-              "preview_psnr_by_step": {m: [round(float(np.mean(v)), 2) for _, v in sorted(c.items())][:-1]
-                                       for m, c in convergence.items()},
-              "seconds": round(time.time() - start, 1)}
-    if args.json:
-        print(json.dumps(result))
-    else:
-        print(format_table(result["table"]))
-    return 0
+        first = model_predictor(next(iter(pipes.values())), steps, guidance, seed, {})
+        Image.fromarray(results_sheet(first, spread_cases(cases, sheet_rows))).save(sheet)
+    return {"split": split, "samples": len(indices), "steps": steps, "table": evaluate(predictors, cases),
+            "preview_psnr_by_step": {m: [round(float(np.mean(v)), 2) for _, v in sorted(c.items())][:-1]
+                                     for m, c in convergence.items()},
+            "seconds": round(time.time() - start, 1)}
 
 
 def format_table(table: dict) -> str:
     """A markdown table: one row per (family, method)."""
-    keys = ["psnr", "ssim", "psnr_mask", "ssim_mask", "colour_err", "n"]
+    keys = [*METRICS, "n"]
     lines = ["| task | method | " + " | ".join(keys) + " |", "|" + "---|" * (len(keys) + 2)]
     for fam, methods in table.items():
         for m, s in methods.items():

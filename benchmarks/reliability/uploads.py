@@ -18,14 +18,17 @@ import numpy as np
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from omfa.reliability.cases import Case, hostile
-from omfa.reliability.report import CheckResult
-from omfa.reliability.server import EXAMPLES, Outcome, ServedApp, call, fetch_image, unclear
+from benchmarks.models import SHIPPED_SIZE_HW
+from benchmarks.reliability.cases import Case, hostile
+from benchmarks.reliability.report import CheckResult
+from benchmarks.reliability.server import EXAMPLES, Outcome, ServedApp, call, fetch_image, unclear
+from omfa.app.files import DISPLAY_SCALE
 
 LIMIT_S = 2.0  # seconds from submit to the answer, upload included
 # The loader decodes at most 16 MP (64 MB as RGBA) per upload; twice that for conversions, plus the models' work.
 MAX_PEAK_GROWTH_MB = 400.0
-DISPLAY_HW = (384, 288)  # slot images are shown three times enlarged
+# The served checkpoint's slots, shown enlarged (the Pose Studio's figure has the same size).
+DISPLAY_HW = tuple(DISPLAY_SCALE * side for side in SHIPPED_SIZE_HW)
 DONE = re.compile(r"done in \d+\.\d s$")
 # gradio_client refuses a file over the app's max_file_size before sending it, naming the user's own file.
 CLIENT_SIZE_REFUSAL = "exceeds the maximum file size"
@@ -72,7 +75,7 @@ def judge(case: Case, api_name: str, outcome: Outcome) -> str | None:
         return f"answered in {outcome.seconds:.2f} s (limit {LIMIT_S:g} s)"
     if not outcome.ok:
         if CLIENT_SIZE_REFUSAL in outcome.message:
-            return None  # refused before the upload (the server's own refusal is checked in omfa.reliability.limits)
+            return None  # refused before the upload (the server's own refusal is checked in benchmarks.reliability.limits)
         why = unclear(outcome.message)
         return None if why is None else f"unclear error ({why}): {outcome.message[:160]!r}"
     if case.expect == "error":

@@ -5,8 +5,10 @@ from the gallery, turn the body, set a main joint with three sliders (its
 axis-angle components in degrees, `omfa.pose.edit.set_joint`), click on the
 figure to move a hand or foot there (`drag_limb`, inverse kinematics), or
 copy the pose of a person in a photo (`omfa.pose.estimate`). Every edit
-re-renders the shaded figure, the pose map the model will see and a 3-D
-view (`gr.Model3D`). The try-on tabs can then use "The Pose Studio's pose".
+re-renders the shaded figure, the pose map the model will see (the
+studio's `pose_map`: `omfa.pose.condition.pose_condition` of the kind the
+loaded model was trained with, enlarged for the screen) and a 3-D view
+(`gr.Model3D`). The try-on tabs can then use "The Pose Studio's pose".
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ from typing import Any
 
 import gradio as gr
 
+from omfa.app.files import FIGURE_HW, AppFiles, display
+from omfa.app.uploads import image_upload
 from omfa.pose.edit import LIMBS, MAIN_JOINTS, drag_limb, joint_degrees, set_joint
 from omfa.pose.render import export_glb
-from omfa.ui_context import EXAMPLES_DIR, FIGURE_HW, AppContext, PoseState, display, sentence
-from omfa.ui_runs import POSE_SOURCES
-from omfa.ui_upload import image_upload
+from omfa.studio.context import EXAMPLES_DIR, StudioContext
+from omfa.studio.runs import POSE_SOURCES, PoseState, sentence
 
 DEFAULT_PRESET = "relaxed_stand"
 DEFAULT_JOINT = "left_shoulder"
@@ -34,7 +37,7 @@ AXES = (("x", "left-right axis: bend forwards / backwards"), ("y", "vertical axi
 # -- pure edits: PoseState in, PoseState out ------------------------------------
 
 
-def preset_state(ctx: AppContext, name: str) -> PoseState:
+def preset_state(ctx: StudioContext, name: str) -> PoseState:
     """The studio state of a preset, at its own view."""
     preset = ctx.preset(name)
     return PoseState(preset.pose, preset.yaw_deg, preset.name)
@@ -50,13 +53,13 @@ def yaw_state(state: PoseState, yaw_deg: float) -> PoseState:
     return PoseState(state.pose, float(yaw_deg), state.name)
 
 
-def drag_state(ctx: AppContext, state: PoseState, effector: str, xy: Sequence[float]) -> PoseState:
+def drag_state(ctx: StudioContext, state: PoseState, effector: str, xy: Sequence[float]) -> PoseState:
     """Move a hand or foot to pixel `xy` (x right, y down) of the studio figure (FIGURE_HW)."""
     pose = drag_limb(state.pose, effector, xy, FIGURE_HW, state.yaw_deg, body=ctx.body)
     return PoseState(pose, state.yaw_deg, state.name)
 
 
-def photo_state(ctx: AppContext, photo: Any) -> PoseState:
+def photo_state(ctx: StudioContext, photo: Any) -> PoseState:
     """The pose of the one person in a photo, seen as in the photo."""
     return PoseState(ctx.photo_pose(photo), 0.0, "from a photo")
 
@@ -77,18 +80,18 @@ class PosePicker:
         return [self.source, self.preset, self.turn]
 
 
-def preset_gallery(ctx: AppContext, label: str, columns: int = 4) -> gr.Gallery:
+def preset_gallery(ctx: StudioContext, label: str, columns: int = 4) -> gr.Gallery:
     """Shaded thumbnails of every preset, captioned with its name."""
-    items = [(ctx.thumbnails[name], preset.label) for name, preset in ctx.presets.items()]
+    items = [(ctx.thumbnail(name), preset.label) for name, preset in ctx.presets.items()]
     return gr.Gallery(items, label=label, columns=columns, height=300, allow_preview=False, object_fit="contain",
                       interactive=False, buttons=[])  # fmt: skip
 
 
-def preset_choices(ctx: AppContext) -> list[tuple[str, str]]:
+def preset_choices(ctx: StudioContext) -> list[tuple[str, str]]:
     return [(preset.label, name) for name, preset in ctx.presets.items()]
 
 
-def pose_picker(ctx: AppContext) -> PosePicker:
+def pose_picker(ctx: StudioContext) -> PosePicker:
     """Radio (portrait / preset / studio), preset dropdown fed by a thumbnail gallery, view turn."""
     source = gr.Radio([(label, value) for value, label in POSE_SOURCES.items()], value="preset", label="Target pose")
     preset = gr.Dropdown(preset_choices(ctx), value=DEFAULT_PRESET, label="Preset")
@@ -104,16 +107,18 @@ def pose_picker(ctx: AppContext) -> PosePicker:
     return PosePicker(source, preset, turn)
 
 
-def build_pose_studio(ctx: AppContext, state: gr.State) -> None:
-    """The Pose Studio's widgets and events, inside the current tab. `state` holds the PoseState."""
+def build_pose_studio(ctx: StudioContext, files: AppFiles, state: gr.State) -> None:
+    """The Pose Studio's widgets and events, inside the current tab. `state` holds the PoseState;
+    its images and 3-D views are served from `files`."""
     initial: PoseState = state.value
     names = list(ctx.presets)
 
     def views(current: PoseState) -> tuple[str, str, str]:
         """Paths of the shaded figure, the pose map at display size and the .glb of a state."""
         mesh = ctx.mesh_body.posed(current.pose)
-        return (ctx.images.png(ctx.figure(current.pose, current.yaw_deg)),
-                ctx.images.png(display(ctx.pose_map(current.pose, current.yaw_deg))), ctx.models.write(export_glb(mesh)))  # fmt: skip
+        return (files.images.png(ctx.figure(current.pose, current.yaw_deg, FIGURE_HW)),
+                files.images.png(display(ctx.pose_map(current.pose, current.yaw_deg))),
+                files.models.write(export_glb(mesh)))  # fmt: skip
 
     figure0, map0, glb0 = views(initial)  # every session starts from the same pose
     bounds0, degrees0 = MAIN_JOINTS[DEFAULT_JOINT].bounds(), joint_degrees(initial.pose, DEFAULT_JOINT)

@@ -18,19 +18,20 @@ unconditional branch to guide with.
 
 from __future__ import annotations
 
-import argparse
 import json
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
 from omfa.canvas import SLOT_INDEX, get_task, image_to_tensor, tensor_to_image
-from omfa.diffusion import NUM_TRAIN_TIMESTEPS, add_noise, alphas_cumprod, make_scheduler, roles_to_slots, sample
-from omfa.evaluate import Case, cases_from_sample, evaluate, format_table, model_predictor, sample_indices
-from omfa.train import CONFIGS, TrainConfig, train
+from omfa.data.examples import Case, cases_from_sample
+from omfa.diffusion import NUM_TRAIN_TIMESTEPS, alphas_cumprod, make_scheduler, sample
+from omfa.training.evaluate import evaluate, model_predictor, pose_condition_of, sample_indices
+from omfa.training.loop import CONFIGS, TrainConfig, train
+from omfa.training.loss import add_noise
 
 TRY_ON = ("try_on_upper", "try_on_lower", "outfit")
 TRY_OFF = ("try_off_upper", "try_off_lower", "try_off_outfit")
@@ -59,14 +60,16 @@ def full_canvas_predictor(model, steps: int, seed: int) -> Callable[[Case], np.n
     conditioning); only the real targets' x0 is kept.
     """
     abar = alphas_cumprod()
+    pose_condition = pose_condition_of(model)
 
     @torch.no_grad()
     def predict(case: Case) -> np.ndarray:
         spec = get_task(case.task)
-        targets, _ = roles_to_slots(spec.roles())
+        targets, _ = spec.slot_indices()
         cond_names = list(spec.conditions)
-        conds = torch.stack([image_to_tensor(case.inputs[s]) for s in cond_names])[None]
-        pose = image_to_tensor(case.inputs["pose"])[None] if spec.uses_pose else None
+        inputs = case.model_inputs(pose_condition)
+        conds = torch.stack([image_to_tensor(inputs[s]) for s in cond_names])[None]
+        pose = image_to_tensor(inputs["pose"])[None] if spec.uses_pose else None
         gen = torch.Generator().manual_seed(seed)
         cond_noise = torch.randn(conds.shape, generator=gen)
         slots = targets + [SLOT_INDEX[s] for s in cond_names]
@@ -98,47 +101,36 @@ def predictor_for(name: str, run: Path, steps: int, seed: int) -> Callable[[Case
     return model_predictor(pipe, steps, guidance=1.0, seed=seed, convergence={})
 
 
-def main(argv: list[str]) -> int:
+def ablate(data: str | Path, out: Path, *, preset: str = "tiny", steps: int = 1500, batch_size: int = 16,
+           variants: tuple[str, ...] = tuple(VARIANTS), max_minutes: float | None = None, eval_steps: int = 20,
+           limit: int | None = 25, eval_only: bool = False, in_memory: bool = False) -> dict:
+    """Train (or resume) each variant into `out/<variant>`, then score all on the same test samples.
+
+    Returns {"table": {family: {variant: metrics}}, "train_steps", ...}. Raises
+    FileNotFoundError for a variant with no trained model under `eval_only`.
+    """
     from omfa.data.shards import ShardDataset
 
-    parser = argparse.ArgumentParser(prog="omfa ablate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, required=True)
-    parser.add_argument("--out", type=Path, required=True, help="folder of per-variant run folders")
-    parser.add_argument("--preset", default="tiny")
-    parser.add_argument("--steps", type=int, default=1500, help="training steps per variant")
-    parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--variants", default=",".join(VARIANTS))
-    parser.add_argument("--max-minutes", type=float, help="per variant: stop (after saving) and resume later")
-    parser.add_argument("--eval-steps", type=int, default=20)
-    parser.add_argument("--limit", type=int, default=25, help="test samples (every 8th: one per view group)")
-    parser.add_argument("--eval-only", action="store_true", help="skip training, score the saved models")
-    parser.add_argument("--in-memory", action="store_true", help="decode the train split once for all variants")
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(argv)
-    names = [n.strip() for n in args.variants.split(",")]
-    base = replace(CONFIGS["small-cpu"], preset=args.preset, steps=args.steps, batch_size=args.batch_size,
-                   warmup=max(1, min(500, args.steps // 10)))
-    for n in names:
-        variant_config(base, n)  # fail on a typo before hours of training
-    if not args.eval_only:
-        train_set = ShardDataset(args.data, "train")
-        if args.in_memory:
+    base = replace(CONFIGS["small-cpu"], preset=preset, steps=steps, batch_size=batch_size,
+                   warmup=max(1, min(500, steps // 10)))
+    for name in variants:
+        variant_config(base, name)  # fail on a typo before hours of training
+    if not eval_only:
+        train_set = ShardDataset(data, "train")
+        if in_memory:
             train_set = [train_set[i] for i in range(len(train_set))]
-        for n in names:
-            run_variant(n, base, train_set, args.out, args.max_minutes)
-    test = ShardDataset(args.data, "test")
-    samples = [test[i] for i in sample_indices(len(test), 8, args.limit)]
+        for name in variants:
+            run_variant(name, base, train_set, out, max_minutes)
+    test = ShardDataset(data, "test")
+    samples = [test[i] for i in sample_indices(len(test), 8, limit)]
     table: dict = {}
-    for n in names:
-        run = args.out / n
+    for name in variants:
+        run = out / name
         if not (run / "pipeline" / "model_index.json").is_file():
-            parser.error(f"{run} has no trained model; run without --eval-only first")
-        cases = [c for s in samples for c in cases_from_sample(s, VARIANTS[n][1])]
-        for family, methods in evaluate({n: predictor_for(n, run, args.eval_steps, 0)}, cases).items():
+            raise FileNotFoundError(f"{run} has no trained model; run without --eval-only first")
+        cases = [c for s in samples for c in cases_from_sample(s, VARIANTS[name][1])]
+        for family, methods in evaluate({name: predictor_for(name, run, eval_steps, 0)}, cases).items():
             table.setdefault(family, {}).update(methods)
-    steps_done = {n: json.loads((args.out / n / "checkpoint" / "state.json").read_text())["step"] for n in names}
-    result = {"preset": args.preset, "train_steps": steps_done, "batch_size": args.batch_size,
-              "samples": len(samples), "eval_steps": args.eval_steps, "table": table}
-    print(json.dumps(result) if args.json else format_table(table))
-    return 0
+    steps_done = {n: json.loads((out / n / "checkpoint" / "state.json").read_text())["step"] for n in variants}
+    return {"preset": preset, "train_steps": steps_done, "batch_size": batch_size, "samples": len(samples),
+            "eval_steps": eval_steps, "table": table}

@@ -29,8 +29,8 @@ from diffusers.utils import logging as diffusers_logging
 from gradio_client import Client, handle_file
 
 from omfa.pipeline import OMFAPipeline
-from omfa.reliability.report import CheckResult
-from omfa.reliability.server import API, EXAMPLES, ROOT, ServedApp, app_module, call, unclear
+from benchmarks.reliability.report import CheckResult
+from benchmarks.reliability.server import API, EXAMPLES, ROOT, ServedApp, app_module, call, unclear
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib")
 MAX_UPLOAD_BYTES = 25 * 2**20

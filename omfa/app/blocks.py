@@ -7,6 +7,9 @@ examples are the project's own synthetic renders and a public-domain photo.
 Each run has an `api_name`, so `gradio_client` users call the same endpoints
 (`/try_on`, `/try_off`, `/outfit`, `/pose_gallery`, `/pose_preset`, ...).
 Per-user state lives in `gr.State` (the Pose Studio's pose), never in globals.
+The runs themselves are the studio's (`omfa.studio.runs`, Gradio-free); this
+layer maps their frames onto widgets and enlarges their canvas-size images
+for the screen (`omfa.app.files`).
 """
 
 from __future__ import annotations
@@ -17,22 +20,24 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
+from omfa.app.files import AppFiles, FileStore, display
+from omfa.app.pose_studio import DEFAULT_PRESET, build_pose_studio, pose_picker, preset_state
+from omfa.app.uploads import ImageUpload, image_upload
 from omfa.diffusion import SCHEDULERS
 from omfa.pipeline import OMFAPipeline
-from omfa.ui_context import EXAMPLES_DIR, AppContext, FileStore, sentence
-from omfa.ui_pose import DEFAULT_PRESET, build_pose_studio, pose_picker, preset_state
-from omfa.ui_runs import (
+from omfa.studio.context import EXAMPLES_DIR, StudioContext
+from omfa.studio.runs import (
     GALLERY_TURNS,
     GARMENT_SLOTS,
     MAX_VIEWS,
     Frame,
     PoseChoice,
+    sentence,
     stream_gallery,
     stream_try_off,
     stream_try_on,
 )
-from omfa.ui_sampling import MAX_GUIDANCE, MAX_SEED, MAX_STEPS, RunSettings
-from omfa.ui_upload import ImageUpload, image_upload
+from omfa.studio.settings import MAX_GUIDANCE, MAX_SEED, MAX_STEPS, RunSettings
 
 HEADER = """# OMFA Studio
 One diffusion model for try-on, try-off, outfits and any pose. Upload a portrait and a garment
@@ -46,7 +51,8 @@ LIMITS = """### Limits
 - One person per photo, seen from head to at least the chest; the background is removed
   automatically (U²-Net small, MediaPipe as a fallback) and may cut off thin parts.
 - Poses come from the SMPL-X body of the mannequin; hands and faces are not modelled.
-- Images are generated at 128x96 and shown enlarged three times."""
+- Images are generated at the model's canvas size (128x96 for the shipped model) and shown
+  enlarged three times."""
 
 ABOUT = """## About
 OMFA Studio implements *One Model For All: Partial Diffusion for Unified Try-On and Try-Off in Any
@@ -110,17 +116,20 @@ def upload(label: str, elem_id: str | None = None) -> ImageUpload:
 
 def stream_frames(make: Callable[[], Iterator[Frame]], names: Sequence[str], files: FileStore,
                   progress: gr.Progress, gallery: bool = False) -> Iterator[tuple]:  # fmt: skip
-    """Map a run's frames onto output values: the images `names` as file paths (None when absent),
-    the percent done, the status, then the gallery when asked. A ValueError becomes a gr.Error for the user; closing
-    this generator (Stop) closes the run, which stops the sampler within one step."""
+    """Map a run's frames onto output values: the images `names` as file paths of their enlarged
+    copies (`display`; None when absent), the percent done, the status, then the gallery when asked.
+    A ValueError becomes a gr.Error for the user; closing this generator (Stop) closes the run,
+    which stops the sampler within one step."""
     frames = None
-    written: dict[int, tuple[np.ndarray, str]] = {}  # id(image) -> (image, path): unchanged images are not re-encoded
+    # id(image) -> (image, path): an unchanged image is not enlarged and encoded again. The image
+    # is kept so that its id is not reused by a new array while the run lasts.
+    written: dict[int, tuple[np.ndarray, str]] = {}
 
     def path(image: np.ndarray | None) -> str | None:
         if image is None:
             return None
         if id(image) not in written:
-            written[id(image)] = (image, files.png(image))
+            written[id(image)] = (image, files.png(display(image)))
         return written[id(image)][1]
 
     try:
@@ -136,8 +145,8 @@ def stream_frames(make: Callable[[], Iterator[Frame]], names: Sequence[str], fil
             frames.close()
 
 
-def create_demo(pipe: OMFAPipeline, *, model_card: str | None = None,
-                gpu: Callable[[Callable], Callable] | None = None, context: AppContext | None = None) -> gr.Blocks:  # fmt: skip
+def create_demo(pipe: OMFAPipeline, *, model_card: str | None = None, gpu: Callable[[Callable], Callable] | None = None,
+                context: StudioContext | None = None) -> gr.Blocks:  # fmt: skip
     """Build the app around a loaded pipeline.
 
     Args:
@@ -148,8 +157,9 @@ def create_demo(pipe: OMFAPipeline, *, model_card: str | None = None,
         context: shared resources built beforehand (with their own `gpu`); by default built
             from `pipe` and `gpu`.
     """
-    ctx = context if context is not None else AppContext(pipe, gpu=gpu)
-    tab = _Tab(ctx)
+    ctx = context if context is not None else StudioContext(pipe, gpu=gpu)
+    files = AppFiles()
+    tab = _Tab(ctx, files)
     with gr.Blocks(title="OMFA Studio", delete_cache=(3600, 3600)) as demo:
         gr.Markdown(HEADER)
         studio_pose = gr.State(preset_state(ctx, DEFAULT_PRESET))
@@ -163,7 +173,7 @@ def create_demo(pipe: OMFAPipeline, *, model_card: str | None = None,
             with gr.Tab("Pose Gallery", id="pose_gallery"):
                 tab.pose_gallery()
             with gr.Tab("Pose Studio", id="pose_studio"):
-                build_pose_studio(ctx, studio_pose)
+                build_pose_studio(ctx, files, studio_pose)
             with gr.Tab("About", id="about"):
                 gr.Markdown(about(pipe, model_card))
     return demo
@@ -175,8 +185,9 @@ class _Tab:
     # The outputs every try-on tab shows, in handler order (then the status line).
     TRY_ON_SHOWN = ("result", "reference", "upper", "lower", "pose")
 
-    def __init__(self, ctx: AppContext) -> None:
+    def __init__(self, ctx: StudioContext, files: AppFiles) -> None:
         self.ctx = ctx
+        self.images = files.images
 
     def _launch(self, handler: Callable, run: gr.Button, stop: gr.Button, inputs: list, outputs: list,
                 api_name: str) -> None:  # fmt: skip
@@ -220,7 +231,8 @@ class _Tab:
             """Put a garment (flat, or taken off a dressed person) on the portrait's person."""
             yield from stream_frames(lambda: stream_try_on(
                 ctx, portrait, [(garment, which)], PoseChoice(pose_source, preset, float(turn or 0), studio),
-                RunSettings.from_ui(steps, guidance, seed, scheduler)), self.TRY_ON_SHOWN, ctx.images, progress)  # fmt: skip
+                RunSettings.from_ui(steps, guidance, seed, scheduler)),
+                self.TRY_ON_SHOWN, self.images, progress)  # fmt: skip
 
         self._launch(try_on, run, stop, [portrait, garment, part, *picker.inputs, *settings, studio_pose], outputs,
                      "try_on")  # fmt: skip
@@ -247,7 +259,7 @@ class _Tab:
             """The flat shop image(s) of what the person wears."""
             yield from stream_frames(lambda: stream_try_off(
                 ctx, dressed, which, RunSettings.from_ui(steps, guidance, seed, scheduler)),
-                ("upper", "lower", "reference"), ctx.images, progress)  # fmt: skip
+                ("upper", "lower", "reference"), self.images, progress)  # fmt: skip
 
         self._launch(try_off, run, stop, [dressed, part, *settings], [upper, lower, reference, *progress], "try_off")
 
@@ -274,7 +286,8 @@ class _Tab:
             yield from stream_frames(lambda: stream_try_on(
                 ctx, portrait, [(top, "upper"), (bottom, "lower")],
                 PoseChoice(pose_source, preset, float(turn or 0), studio),
-                RunSettings.from_ui(steps, guidance, seed, scheduler)), self.TRY_ON_SHOWN, ctx.images, progress)  # fmt: skip
+                RunSettings.from_ui(steps, guidance, seed, scheduler)),
+                self.TRY_ON_SHOWN, self.images, progress)  # fmt: skip
 
         self._launch(outfit, run, stop, [portrait, top, bottom, *picker.inputs, *settings, studio_pose], outputs,
                      "outfit")  # fmt: skip
@@ -305,7 +318,7 @@ class _Tab:
             """The portrait's person, same outfit, in several poses and views; view k uses seed + k."""
             yield from stream_frames(lambda: stream_gallery(
                 ctx, portrait, poses or [], turns or [], RunSettings.from_ui(steps, guidance, seed, scheduler)),
-                ("result", "pose"), ctx.images, progress, gallery=True)  # fmt: skip
+                ("result", "pose"), self.images, progress, gallery=True)  # fmt: skip
 
         self._launch(pose_gallery, run, stop, [portrait, presets, turns, *settings], [preview, pose, *progress, views],
                      "pose_gallery")  # fmt: skip

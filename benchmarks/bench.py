@@ -1,4 +1,4 @@
-"""Benchmarks (`omfa bench ...`): the condition cache here, the served app's reliability in omfa.reliability.
+"""Benchmarks (`omfa bench ...`): the condition cache here, the served app's reliability in benchmarks.reliability.
 
 `omfa bench cache --json` times the same try-on with and without the
 condition cache (alternating runs, best of `--repeats`) and checks that both
@@ -16,21 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from omfa import reliability
-from omfa.canvas import CANVAS_HW
-from omfa.denoiser import OMFATransformer
-from omfa.diffusion import make_scheduler
+from benchmarks import reliability
+from benchmarks.models import SHIPPED_SIZE_HW, random_weights_pipe
 from omfa.pipeline import DEFAULT_MODEL_DIR, OMFAPipeline
-
-
-def _random_weights_pipe(preset: str, seed: int) -> OMFAPipeline:
-    """A preset-sized model with seeded non-zero weights (a fresh adaLN-Zero model outputs zeros)."""
-    model = OMFATransformer.from_preset(preset, sample_size=CANVAS_HW).eval()
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * 0.02)
-    return OMFAPipeline(model, make_scheduler("ddim"))
 
 
 def _timed_run(pipe: OMFAPipeline, inputs: dict, steps: int, use_cache: bool) -> tuple[float, float, torch.Tensor]:
@@ -45,7 +33,9 @@ def _timed_run(pipe: OMFAPipeline, inputs: dict, steps: int, use_cache: bool) ->
     return time.perf_counter() - start, first, last.images["person"]
 
 
-def bench_cache(model: str | None, preset: str, steps: int, repeats: int, seed: int) -> dict:
+def bench_cache(model: str | None, preset: str, steps: int, repeats: int, seed: int,
+                size_hw: tuple[int, int] = SHIPPED_SIZE_HW) -> dict:
+    """Cached against uncached sampling of one try-on; `size_hw` sizes the stand-in model (no checkpoint)."""
     if model:
         pipe = OMFAPipeline.load(model, device="cpu")
         source = str(model)
@@ -53,7 +43,7 @@ def bench_cache(model: str | None, preset: str, steps: int, repeats: int, seed: 
         pipe = OMFAPipeline.load(DEFAULT_MODEL_DIR, device="cpu")
         source = "shipped checkpoint"
     else:
-        pipe = _random_weights_pipe(preset, seed)
+        pipe = random_weights_pipe(preset, seed, size_hw)
         source = f"{preset} preset, seeded random weights"
     rng = np.random.default_rng(seed)
     h, w = pipe.canvas_hw
@@ -97,7 +87,7 @@ def bench_pose(repeats: int) -> dict:
             for preset in presets:
                 for key, work in (
                     ("pose_ms", lambda: body.posed(preset.pose)),
-                    ("pose_map_128x96_ms", lambda: renderer.pose_map(body.posed(preset.pose), preset.yaw_deg)),
+                    ("pose_map_128x96_ms", lambda: renderer.pose_map(body.posed(preset.pose), preset.yaw_deg, (128, 96))),
                     ("pose_map_256_ms", lambda: renderer.pose_map(body.posed(preset.pose), preset.yaw_deg, (256, 256))),
                     ("thumbnail_256_ms", lambda: renderer.thumbnail(body.posed(preset.pose), preset.yaw_deg)),
                 ):
@@ -108,7 +98,16 @@ def bench_pose(repeats: int) -> dict:
         k: round(float(np.median(v)), 1) for k, v in timings.items()}
 
 
-def main(argv: list[str]) -> int:
+def _size(text: str) -> tuple[int, int]:
+    """"128x96" -> (128, 96): height x width."""
+    try:
+        height, width = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size {text!r} must be HEIGHTxWIDTH, for example 128x96") from None
+    return height, width
+
+
+def run(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="omfa bench", description=__doc__)
     sub = parser.add_subparsers(dest="which", required=True)
     cache = sub.add_parser("cache", help="cached vs uncached sampling")
@@ -117,18 +116,20 @@ def main(argv: list[str]) -> int:
     cache.add_argument("--steps", type=int, default=20)
     cache.add_argument("--repeats", type=int, default=3)
     cache.add_argument("--seed", type=int, default=0)
+    cache.add_argument("--size", type=_size, default=SHIPPED_SIZE_HW,
+                       help="HEIGHTxWIDTH of the stand-in model when no checkpoint is used (default 128x96)")
     cache.add_argument("--json", action="store_true", help="print one JSON line")
     pose = sub.add_parser("pose", help="posing, pose maps and thumbnails (ms, medians over the presets)")
     pose.add_argument("--repeats", type=int, default=3)
     pose.add_argument("--json", action="store_true")
     reliability.add_arguments(sub.add_parser("reliability", help="hostile uploads, load, cancellation, soak and "
-                                             "limits of the served app (omfa.reliability)"))  # fmt: skip
+                                             "limits of the served app (benchmarks.reliability)"))  # fmt: skip
     args = parser.parse_args(argv)
     if args.which == "reliability":
         return reliability.run_cli(args)
     if args.which in ("cache", "pose"):
         if args.which == "cache":
-            result = bench_cache(args.model, args.preset, args.steps, args.repeats, args.seed)
+            result = bench_cache(args.model, args.preset, args.steps, args.repeats, args.seed, args.size)
         else:
             result = bench_pose(args.repeats)
         if args.json:

@@ -5,9 +5,11 @@
     omfa transfer --portrait me.jpg --source other_person.jpg --which upper --out out.png
     omfa multiview --portrait me.jpg --poses a_pose,walking --turns 0,90 --out-dir views/
 
-The same preparation and sampling as the app (`omfa.ui_runs`): uploads are
-loaded safely, cut out and framed; a dressed person given as a garment source
-is passed through try-off first. Progress goes to stderr, one line per step.
+The same preparation and sampling as the app (`omfa.studio.runs`): uploads are
+loaded safely, cut out and framed at the model's canvas size; a dressed person
+given as a garment source is passed through try-off first. Images are written
+at the model's own size (the app only enlarges them for the screen). Progress
+goes to stderr, one line per step.
 """
 
 from __future__ import annotations
@@ -76,12 +78,12 @@ def _save(image: np.ndarray, path: Path) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     from omfa.pipeline import OMFAPipeline
-    from omfa.ui_context import AppContext
-    from omfa.ui_runs import PoseChoice, stream_gallery, stream_try_off, stream_try_on
-    from omfa.ui_sampling import RunSettings
+    from omfa.studio.context import StudioContext
+    from omfa.studio.runs import PoseChoice, stream_gallery, stream_try_off, stream_try_on
+    from omfa.studio.settings import RunSettings
 
     settings = RunSettings(args.steps, args.guidance, args.seed, args.scheduler)
-    ctx = AppContext(OMFAPipeline.load(args.model))
+    ctx = StudioContext(OMFAPipeline.load(args.model))
     try:
         if args.command in ("tryon", "transfer"):
             choice = PoseChoice("portrait" if args.pose == "portrait" else "preset",

@@ -43,11 +43,11 @@ def run_reliability(model: Path | None = None, *, quick: bool = False, jobs: int
     """
     import gradio
 
-    from omfa.reliability.cases import upload_cases
-    from omfa.reliability.limits import check_limits
-    from omfa.reliability.load import check_cancel, check_load, check_queue_full, check_soak
-    from omfa.reliability.server import ServedApp, served_checkpoint
-    from omfa.reliability.uploads import check_exif, check_uploads
+    from benchmarks.reliability.cases import upload_cases
+    from benchmarks.reliability.limits import check_limits
+    from benchmarks.reliability.load import check_cancel, check_load, check_queue_full, check_soak
+    from benchmarks.reliability.server import ServedApp, served_checkpoint
+    from benchmarks.reliability.uploads import check_exif, check_uploads
 
     plan = {**(QUICK if quick else FULL), **({"jobs": jobs} if jobs else {}), **({"soak": soak} if soak else {})}
     if workdir is None:  # the uploads, the server's cache and a model fill a few hundred MB: remove them after
@@ -88,7 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_cli(args: argparse.Namespace) -> int:
     """Run from parsed options; print the table or JSON; 0 when every case passed, else 1."""
-    from omfa.reliability.report import format_table
+    from benchmarks.reliability.report import format_table
 
     header, results = run_reliability(args.model, quick=args.quick, jobs=args.jobs, soak=args.soak, steps=args.steps)
     ok = all(r.ok for r in results)

@@ -31,9 +31,7 @@ import psutil
 import torch
 from PIL import Image
 
-from omfa.canvas import CANVAS_HW
-from omfa.denoiser import OMFATransformer
-from omfa.diffusion import make_scheduler
+from benchmarks.models import random_weights_pipe
 from omfa.pipeline import DEFAULT_MODEL_DIR, OMFAPipeline
 
 ROOT = Path(__file__).resolve().parents[2]  # the source checkout: app.py, tests/, assets/
@@ -58,14 +56,9 @@ def served_checkpoint(folder: Path, seed: int = 0) -> tuple[Path, str]:
     """The shipped checkpoint when present, else a tiny seeded one written to `folder` (same loading path)."""
     if (DEFAULT_MODEL_DIR / "model_index.json").is_file():
         return DEFAULT_MODEL_DIR, f"shipped checkpoint ({DEFAULT_MODEL_DIR.name})"
-    torch.manual_seed(seed)
-    model = OMFATransformer.from_preset("tiny", sample_size=CANVAS_HW).eval()
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in model.parameters():  # non-zero weights: a fresh adaLN-Zero model outputs zeros
-            p.copy_(torch.randn(p.shape, generator=g) * 0.05)
-    OMFAPipeline(model, make_scheduler("ddim")).save_pretrained(folder)
-    params = sum(p.numel() for p in model.parameters())
+    pipe = random_weights_pipe("tiny", seed, scale=0.05)
+    pipe.save_pretrained(folder)
+    params = sum(p.numel() for p in pipe.transformer.parameters())
     return folder, f"'tiny' preset with seeded random weights ({params / 1e6:.2f} M parameters)"
 
 

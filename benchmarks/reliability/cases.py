@@ -1,6 +1,6 @@
-"""The hostile uploads sent through the app's API: more than 200, built on `omfa.reliability.hostile`.
+"""The hostile uploads sent through the app's API: more than 200, built on `benchmarks.reliability.hostile`.
 
-`omfa/reliability/hostile.py` holds the representative bad files (empty, truncated,
+`benchmarks/reliability/hostile.py` holds the representative bad files (empty, truncated,
 bombs, renamed SVG and HTML, CMYK, 16-bit, palette with transparency,
 animated GIF, EXIF orientations, a photo without a person) and the
 generators of damaged copies. This module adds the variants a public server
@@ -22,9 +22,9 @@ import numpy as np
 from PIL import Image, ImageCms
 from skimage import data as skdata
 
-from omfa.reliability.server import ROOT
+from benchmarks.reliability.server import ROOT
 
-# Upload widgets hit by the suite, as "endpoint.input"; see omfa.reliability.uploads.TARGETS.
+# Upload widgets hit by the suite, as "endpoint.input"; see benchmarks.reliability.uploads.TARGETS.
 TARGET_NAMES = ("try_on.portrait", "try_on.garment", "try_off.dressed", "outfit.bottom", "pose_gallery.portrait",
                 "pose_from_photo.photo")  # fmt: skip
 
@@ -48,7 +48,7 @@ class Case:
 
 def hostile() -> ModuleType:
     """The generators of hostile uploads (shared with the test suite)."""
-    from omfa.reliability import hostile as module
+    from benchmarks.reliability import hostile as module
 
     return module
 
@@ -79,7 +79,7 @@ def _zip() -> bytes:
 
 
 def _variants(rng: np.random.Generator) -> list[tuple[str, bytes, str, str]]:
-    """(name, bytes, file name, expect) of the uploads added to the representative set of omfa.reliability.hostile."""
+    """(name, bytes, file name, expect) of the uploads added to the representative set of benchmarks.reliability.hostile."""
     h = hostile()
     pattern = h.upright_pattern()
     photo = h.photo_jpeg(skdata.astronaut())

@@ -1,12 +1,15 @@
-"""The app's runs as generators of screen updates: try-on, try-off, outfit, pose gallery.
+"""The studio's runs as generators of screen updates: try-on, try-off, outfit, pose gallery.
 
-Each run prepares its uploads, renders the target pose, then streams every
-denoising step's Tweedie x0 estimate (the pipeline's `Preview`) as a
+Each run prepares its uploads, renders the target pose, plans the pipeline's
+stages (`omfa.pipeline.try_on_stages`, `multiview_stages`), then streams
+every denoising step's Tweedie x0 estimate (the pipeline's `Preview`) as a
 `Frame`: the images to show so far, a status line "step k/N" and the
 fraction of the run done. A dressed person given as a garment source goes
 through try-off first; the extracted garment is shown while it forms and is
-then worn. Nothing here knows Gradio: `omfa.ui` maps frames onto widgets,
-and closing a run's generator stops it within one denoising step.
+then worn. Images are at the model's canvas size. Nothing here knows Gradio:
+`omfa.app.blocks` maps frames onto widgets (enlarged for the screen) and
+`omfa.studio.cli` saves them; closing a run's generator stops it within one
+denoising step.
 """
 
 from __future__ import annotations
@@ -19,9 +22,10 @@ from typing import Any
 import numpy as np
 
 from omfa.imaging import ImageInputError
+from omfa.pipeline import Preview, Stage, multiview_stages, try_on_stages
 from omfa.pose.body import Pose
-from omfa.ui_context import AppContext, PoseState, display
-from omfa.ui_sampling import RunSettings, Stage, StageStep
+from omfa.studio.context import StudioContext
+from omfa.studio.settings import RunSettings
 
 # Where the target pose of a try-on comes from (value -> label).
 POSE_SOURCES: dict[str, str] = {
@@ -32,17 +36,42 @@ POSE_SOURCES: dict[str, str] = {
 GARMENT_SLOTS: dict[str, str] = {"upper": "Top", "lower": "Bottom", "both": "Both (from a dressed person)"}
 GALLERY_TURNS: tuple[int, ...] = (0, 45, 90, 135, 180, -135, -90, -45)
 MAX_VIEWS = 12
+# The status label of each stage of a try-on (`Stage.name`).
+STAGE_LABELS: dict[str, str] = {"try_off": "Extracting the garment (try-off)", "try_on": "Try-on"}
 
 
 class RunInputError(ValueError):
     """A combination of inputs that a run cannot use; the message is meant for the user."""
 
 
+def sentence(error: BaseException) -> str:
+    """An error message as a sentence for the screen: first letter upper case."""
+    text = str(error).strip() or type(error).__name__
+    return text[0].upper() + text[1:]
+
+
+def shown_as(slot: str) -> str:
+    """The output name of a target slot's images: the generated person is the "result"."""
+    return "result" if slot == "person" else slot
+
+
+@dataclass(frozen=True, eq=False)
+class PoseState:
+    """The pose being edited in the Pose Studio (one per session; the app keeps it in a gr.State).
+
+    yaw_deg: the view around the body (0 faces the camera, 90 shows its left side).
+    """
+
+    pose: Pose
+    yaw_deg: float = 0.0
+    name: str = ""
+
+
 @dataclass(frozen=True)
 class Frame:
     """One screen update of a run.
 
-    images: output name -> (H, W, 3) uint8 at display size; names are "result",
+    images: output name -> (H, W, 3) uint8 at the model's canvas size; names are "result",
     "reference" (the portrait as the model sees it), "upper", "lower" (garments
     worn, extracted or taken off) and "pose" (the target pose map).
     gallery: finished views of a pose gallery, (image, caption) in order.
@@ -86,18 +115,18 @@ class _Run:
         return self.frame(f"{what} done in {time.perf_counter() - self.started:.1f} s", gallery=gallery, done=True)
 
 
-def _play(run: _Run, stages: Sequence[Stage], steps: Iterator[StageStep]) -> Iterator[Frame]:
-    """Show every sampled step: its images enlarged, the status "<stage label>: step k/N"."""
+def _play(run: _Run, labels: Sequence[str], steps: Iterator[Preview]) -> Iterator[Frame]:
+    """Show every sampled step: its images, the status "<label of its stage>: step k/N"."""
     try:
         for step in steps:
-            run.images.update({name: display(image) for name, image in step.images.items()})
+            run.images.update({shown_as(slot): image for slot, image in step.images.items()})
             run.steps_done += 1
-            yield run.frame(f"{stages[step.stage].label}: step {step.step + 1}/{step.num_steps}")
+            yield run.frame(f"{labels[step.stage_index]}: step {step.step + 1}/{step.num_steps}")
     finally:
         steps.close()  # a stopped run stops sampling (also when sampling runs in a GPU worker)
 
 
-def target_pose(ctx: AppContext, choice: PoseChoice, portrait: Any) -> tuple[Pose, float, str]:
+def target_pose(ctx: StudioContext, choice: PoseChoice, portrait: Any) -> tuple[Pose, float, str]:
     """(pose, view yaw in degrees, a description) for a try-on's target."""
     if choice.source == "portrait":
         return ctx.photo_pose(portrait), choice.turn_deg, "the portrait's pose"
@@ -110,7 +139,7 @@ def target_pose(ctx: AppContext, choice: PoseChoice, portrait: Any) -> tuple[Pos
     return preset.pose, preset.yaw_deg + choice.turn_deg, f"the preset '{preset.label}'"
 
 
-def stream_try_on(ctx: AppContext, portrait: Any, sources: Sequence[tuple[Any, str]], choice: PoseChoice,
+def stream_try_on(ctx: StudioContext, portrait: Any, sources: Sequence[tuple[Any, str]], choice: PoseChoice,
                   settings: RunSettings) -> Iterator[Frame]:  # fmt: skip
     """The portrait's person wearing garments from `sources`, in the chosen pose.
 
@@ -118,13 +147,12 @@ def stream_try_on(ctx: AppContext, portrait: Any, sources: Sequence[tuple[Any, s
     "lower", or "both" (a dressed person's whole outfit). A flat garment is worn
     as it is; a dressed person's garment is extracted by try-off first.
     """
-    pipe = ctx.pipe
     run = _Run(settings.steps)
     yield run.frame("Preparing the portrait and the garments...")
     prepared = ctx.portrait(portrait)
-    run.images["reference"] = display(prepared.image)
+    run.images["reference"] = prepared.image
     worn: dict[str, np.ndarray] = {}
-    stages: list[Stage] = []
+    take_off: list[tuple[np.ndarray, str]] = []
     claimed: set[str] = set()
     for source, which in sources:
         if which not in GARMENT_SLOTS:
@@ -140,25 +168,22 @@ def stream_try_on(ctx: AppContext, portrait: Any, sources: Sequence[tuple[Any, s
                 raise RunInputError("a flat garment photo shows one garment; choose 'Top' or 'Bottom' "
                                     "(or use the Outfit tab for a top and a bottom)")  # fmt: skip
             worn[which] = garment.image
-            run.images[which] = display(garment.image)
-        else:  # a dressed person: take the garment off first, then wear it
-            stages.append(Stage(pipe.try_off_task(which), {"reference": garment.image},
-                                "Extracting the garment (try-off)", {s: s for s in slots}, carry=True))  # fmt: skip
+            run.images[which] = garment.image
+        else:  # a dressed person: the pipeline takes the garment off first, then it is worn
+            take_off.append((garment.image, which))
     if not claimed:
         raise RunInputError("no garment given; upload a garment photo or a photo of a person wearing it")
     pose, yaw, described = target_pose(ctx, choice, portrait)
     pose_map = ctx.pose_map(pose, yaw)
-    run.images["pose"] = display(pose_map)
-    task = pipe.try_on_task(True if "upper" in claimed else None, True if "lower" in claimed else None)
-    stages.append(Stage(task, {"reference": prepared.image, "pose": pose_map, **worn}, "Try-on",
-                        {"person": "result"}))  # fmt: skip
+    run.images["pose"] = pose_map
+    stages = try_on_stages(prepared.image, pose_map, **worn, take_off=take_off)
     run.total_steps = settings.steps * len(stages)
     yield run.frame(f"Ready: {described}, view {yaw:g} degrees")
-    yield from _play(run, stages, ctx.sample(stages, settings))
+    yield from _play(run, [STAGE_LABELS[stage.name] for stage in stages], ctx.sample(stages, settings))
     yield run.finish("Try-on")
 
 
-def stream_try_off(ctx: AppContext, dressed: Any, which: str, settings: RunSettings) -> Iterator[Frame]:
+def stream_try_off(ctx: StudioContext, dressed: Any, which: str, settings: RunSettings) -> Iterator[Frame]:
     """The flat shop image(s) of what the person in `dressed` wears: `which` is upper, lower or both."""
     task = ctx.pipe.try_off_task(which)
     run = _Run(settings.steps)
@@ -166,14 +191,13 @@ def stream_try_off(ctx: AppContext, dressed: Any, which: str, settings: RunSetti
     garment = ctx.garment(dressed, "dressed person")
     if garment.kind != "person":
         raise ImageInputError("the photo shows a garment on its own; try-off needs a photo of a person wearing it")
-    run.images["reference"] = display(garment.image)
-    slots = ("upper", "lower") if which == "both" else (which,)
-    stages = [Stage(task, {"reference": garment.image}, "Try-off", {s: s for s in slots})]
-    yield from _play(run, stages, ctx.sample(stages, settings))
+    run.images["reference"] = garment.image
+    stages = [Stage(task, {"reference": garment.image}, "try_off")]
+    yield from _play(run, ["Try-off"], ctx.sample(stages, settings))
     yield run.finish("Try-off")
 
 
-def gallery_views(ctx: AppContext, presets: Sequence[str], turns: Sequence[float]) -> list[tuple[str, float]]:
+def gallery_views(ctx: StudioContext, presets: Sequence[str], turns: Sequence[float]) -> list[tuple[str, float]]:
     """Every (preset, turn) pair to render, checked: at least one, at most MAX_VIEWS."""
     if not presets:
         raise RunInputError("no pose picked; tick at least one pose for the gallery")
@@ -188,7 +212,7 @@ def gallery_views(ctx: AppContext, presets: Sequence[str], turns: Sequence[float
     return views
 
 
-def stream_gallery(ctx: AppContext, portrait: Any, presets: Sequence[str], turns: Sequence[float],
+def stream_gallery(ctx: StudioContext, portrait: Any, presets: Sequence[str], turns: Sequence[float],
                    settings: RunSettings) -> Iterator[Frame]:  # fmt: skip
     """The portrait's person, same outfit, in every picked pose and turn; views appear as they finish.
 
@@ -199,25 +223,24 @@ def stream_gallery(ctx: AppContext, portrait: Any, presets: Sequence[str], turns
     run = _Run(settings.steps * len(views))
     yield run.frame("Preparing the portrait...")
     prepared = ctx.portrait(portrait)
-    run.images["reference"] = display(prepared.image)
-    stages, maps, captions = [], [], []
-    for k, (name, turn) in enumerate(views):
+    run.images["reference"] = prepared.image
+    maps, captions = [], []
+    for name, turn in views:
         preset = ctx.preset(name)
         maps.append(ctx.pose_map(preset.pose, preset.yaw_deg + turn))
         captions.append(f"{preset.label}, turn {turn:g}")
-        stages.append(Stage("multiview", {"reference": prepared.image, "pose": maps[-1]},
-                            f"View {k + 1}/{len(views)} ({captions[-1]})", {"person": "result"},
-                            seed=settings.seed + k))  # fmt: skip
+    stages = multiview_stages(prepared.image, maps, seed=settings.seed)
+    labels = [f"View {k + 1}/{len(views)} ({caption})" for k, caption in enumerate(captions)]
     finished: list[tuple[np.ndarray, str]] = []
     steps = ctx.sample(stages, settings)
     try:
         for step in steps:
-            run.images["result"] = display(step.images["result"])
-            run.images["pose"] = display(maps[step.stage])
+            run.images["result"] = step.images["person"]
+            run.images["pose"] = maps[step.view]
             run.steps_done += 1
             if step.final:
-                finished.append((run.images["result"], captions[step.stage]))
-            yield run.frame(f"{stages[step.stage].label}: step {step.step + 1}/{step.num_steps}", gallery=finished)
+                finished.append((run.images["result"], captions[step.view]))
+            yield run.frame(f"{labels[step.view]}: step {step.step + 1}/{step.num_steps}", gallery=finished)
     finally:
         steps.close()
     yield run.finish(f"{len(views)} views", finished)

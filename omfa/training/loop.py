@@ -1,23 +1,26 @@
 """Train one model for all tasks (`omfa train`), on one CPU or many GPUs.
 
     omfa train --data data/synth --out runs/small --config small-cpu
+    omfa train --data data/synth --out runs/surface --pose-condition surface --loss-weighting min_snr
     accelerate launch -m omfa train --data ... --config base-gpu     # DDP / FSDP
 
 Each step draws one task (try-on, try-off, outfit, multi-view) and a batch of
 samples that support it, noises the target slots only, and regresses their
-x0 (`omfa.diffusion.partial_diffusion_loss`). Checkpoints resume exactly:
-model, EMA, optimiser, LR schedule, step and every random generator; the data
-order is a function of the saved generator, so it resumes too.
+x0 (`omfa.training.loss.partial_diffusion_loss`). The model's canvas is the
+dataset's image size, its pose input the configured pose condition
+("parts" or "surface", `omfa.pose.condition`); both are saved in its config.
+Checkpoints resume exactly: model, EMA, optimiser, LR schedule, step and
+every random generator; the data order is a function of the saved
+generator, so it resumes too.
 """
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +28,13 @@ import torch
 from accelerate import Accelerator
 from safetensors.torch import load_file, save_file
 
-from omfa.canvas import CANVAS_HW, TASKS, example_from_sample, get_task, sample_tasks
+from omfa.canvas import TASKS, get_task
+from omfa.data.examples import sample_tasks
 from omfa.denoiser import OMFATransformer
-from omfa.diffusion import Batch, alphas_cumprod, make_scheduler, partial_diffusion_loss, roles_to_slots
+from omfa.diffusion import alphas_cumprod, make_scheduler
+from omfa.pose.condition import DEFAULT_POSE_CONDITION, check_kind
+from omfa.training.batch import collate
+from omfa.training.loss import check_weighting, partial_diffusion_loss
 
 
 @dataclass(frozen=True)
@@ -44,6 +51,8 @@ class TrainConfig:
     full_canvas: bool = False  # ablation: noise every slot at one timestep
     local_condition_attention: bool = True  # ablation: False = full attention among conditions
     refiner: bool = True  # False: the preset without its pixel refiner (the plain patch head)
+    pose_condition: str = DEFAULT_POSE_CONDITION  # the map joined to the person slot: "parts" or "surface"
+    loss_weighting: str = "uniform"  # per-timestep weight of the x0 loss: "uniform" or "min_snr"
     tasks: tuple[str, ...] = tuple(TASKS)
     # relative frequency of each task family; missing tasks default to 1.0
     task_weights: dict = field(default_factory=lambda: {
@@ -53,6 +62,12 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 50
     save_every: int = 100
+
+    def __post_init__(self) -> None:
+        check_kind(self.pose_condition)
+        check_weighting(self.loss_weighting)
+        for task in self.tasks:
+            get_task(task)
 
 
 CONFIGS: dict[str, TrainConfig] = {
@@ -100,24 +115,20 @@ class TaskSampler:
         return task, [self.dataset[int(i)] for i in idx]
 
 
-def collate(task: str, samples: list[dict], rng: np.random.Generator) -> Batch:
-    """Samples -> a Batch of one task configuration (targets, conditions, pose)."""
-    spec = get_task(task)
-    examples = [example_from_sample(s, task, rng) for s in samples]
-    images = torch.stack([e["images"] for e in examples])  # (B, S, 3, H, W)
-    targets, conditions = roles_to_slots(spec.roles())
-    return Batch(
-        targets=images[:, targets],
-        target_slots=targets,
-        conditions=images[:, conditions] if conditions else None,
-        condition_slots=conditions,
-        pose=torch.stack([e["pose"] for e in examples]) if spec.uses_pose else None,
-    )
+def dataset_size_hw(dataset) -> tuple[int, int]:
+    """(height, width) of a dataset's images: its `size_hw` (shards, real loaders), else its first sample's."""
+    if getattr(dataset, "size_hw", None) is not None:
+        return int(dataset.size_hw[0]), int(dataset.size_hw[1])
+    if len(dataset) == 0:
+        raise ValueError("the dataset has no samples yet; wait for the first shard, or point --data at another split")
+    height, width = dataset[0]["reference"].shape[:2]
+    return int(height), int(width)
 
 
-def build_model(cfg: TrainConfig) -> OMFATransformer:
+def build_model(cfg: TrainConfig, size_hw: tuple[int, int]) -> OMFATransformer:
+    """A fresh model of the config's preset for a canvas of `size_hw` (the training data's image size)."""
     extra = {} if cfg.refiner else {"refiner_channels": 0}
-    return OMFATransformer.from_preset(cfg.preset, sample_size=CANVAS_HW,
+    return OMFATransformer.from_preset(cfg.preset, sample_size=tuple(size_hw), pose_condition=cfg.pose_condition,
                                        local_condition_attention=cfg.local_condition_attention, **extra)
 
 
@@ -162,7 +173,9 @@ def save_checkpoint(path: Path, step: int, model, ema, opt, sched, rng, gen, cfg
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
     save_file({k: v.contiguous() for k, v in ema.state_dict().items()}, tmp / "ema.safetensors")
     torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, tmp / "optimizer.pt")
-    (tmp / "state.json").write_text(json.dumps({"step": step, "rng": _rng_state(rng, gen), "config": asdict(cfg)}))
+    state = {"step": step, "rng": _rng_state(rng, gen), "config": asdict(cfg),
+             "size_hw": list(model.config.sample_size)}
+    (tmp / "state.json").write_text(json.dumps(state))
     # swap in atomically so an interrupted save never leaves a half checkpoint
     old = path.with_name(path.name + ".old")
     if path.exists():
@@ -172,6 +185,25 @@ def save_checkpoint(path: Path, step: int, model, ema, opt, sched, rng, gen, cfg
         for f in old.iterdir():
             f.unlink()
         old.rmdir()
+
+
+def check_resumable(path: Path, cfg: TrainConfig, size_hw: tuple[int, int]) -> None:
+    """Refuse to resume a checkpoint that learned another canvas size or pose condition.
+
+    Neither changes a weight's shape, so loading would succeed and silently train
+    a model on inputs it never saw. Checkpoints older than these fields were
+    trained at 128x96 on part colours; they record neither and are not checked.
+    """
+    meta = json.loads((path / "state.json").read_text())
+    saved_size = meta.get("size_hw")
+    if saved_size is not None and tuple(saved_size) != tuple(size_hw):
+        raise ValueError(f"{path} was trained on {saved_size[0]}x{saved_size[1]} px images but the dataset's are "
+                         f"{size_hw[0]}x{size_hw[1]}; resume on data of that size, or train into a new --out folder "
+                         "(--init-weights warm-starts from its weights)")
+    saved_pose = meta.get("config", {}).get("pose_condition", DEFAULT_POSE_CONDITION)
+    if saved_pose != cfg.pose_condition:
+        raise ValueError(f"{path} was trained with pose condition {saved_pose!r}, not {cfg.pose_condition!r}; "
+                         f"resume with --pose-condition {saved_pose}, or train into a new --out folder")
 
 
 def load_checkpoint(path: Path, model, ema, opt, sched, rng, gen) -> int:
@@ -199,7 +231,8 @@ def train(cfg: TrainConfig, dataset, out: Path, *, max_minutes: float | None = N
     rng = np.random.default_rng([cfg.seed, accelerator.process_index])
     gen = torch.Generator(accelerator.device).manual_seed(cfg.seed * 1000 + accelerator.process_index)
     torch.manual_seed(cfg.seed)
-    model = build_model(cfg)
+    size_hw = dataset_size_hw(dataset)
+    model = build_model(cfg, size_hw)
     if init_weights is not None:  # warm start from a weights file, with a fresh optimiser
         load_init_weights(model, init_weights)
     ema = copy.deepcopy(model).requires_grad_(False)
@@ -210,13 +243,17 @@ def train(cfg: TrainConfig, dataset, out: Path, *, max_minutes: float | None = N
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(warm(s), 0.05))
     out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "checkpoint"
-    step = load_checkpoint(ckpt, model, ema, opt, sched, rng, gen) if (ckpt / "state.json").exists() else 0
+    step = 0
+    if (ckpt / "state.json").exists():
+        check_resumable(ckpt, cfg, size_hw)
+        step = load_checkpoint(ckpt, model, ema, opt, sched, rng, gen)
     model, opt = accelerator.prepare(model, opt)
     ema.to(accelerator.device)
     sampler = TaskSampler(dataset, cfg.tasks, cfg.task_weights)
     abar = alphas_cumprod().to(accelerator.device)
     log(f"training {cfg.preset} from step {step} to {cfg.steps} on {accelerator.device} "
-        f"({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, tasks {sampler.tasks})")
+        f"({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, {size_hw[0]}x{size_hw[1]} px, "
+        f"pose {cfg.pose_condition}, {cfg.loss_weighting} loss, tasks {sampler.tasks})")
     running: dict[str, list[float]] = {t: [] for t in sampler.tasks}
     start, history, first_step = time.time(), [], step
     while step < cfg.steps:
@@ -224,10 +261,11 @@ def train(cfg: TrainConfig, dataset, out: Path, *, max_minutes: float | None = N
             sampler.refresh()
         # 1. a task and a batch of samples that support it
         task, samples = sampler.draw(rng, cfg.batch_size)
-        batch = collate(task, samples, rng).to(accelerator.device)
+        batch = collate(task, samples, rng, cfg.pose_condition).to(accelerator.device)
         # 2. partial diffusion: noise the targets, keep the conditions clean
         with accelerator.autocast():
-            loss = partial_diffusion_loss(model, batch, gen, abar, cfg.condition_dropout, cfg.full_canvas)
+            loss = partial_diffusion_loss(model, batch, gen, abar, cfg.condition_dropout, cfg.full_canvas,
+                                          cfg.loss_weighting)
         # 3. the update, then the EMA
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -256,42 +294,3 @@ def train(cfg: TrainConfig, dataset, out: Path, *, max_minutes: float | None = N
     accelerator.wait_for_everyone()
     return {"step": step, "history": history}
 
-
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="omfa train", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, required=True, help="dataset folder written by `omfa synth`")
-    parser.add_argument("--out", type=Path, required=True, help="run folder (resumes if it has a checkpoint)")
-    parser.add_argument("--config", default="small-cpu", choices=list(CONFIGS))
-    parser.add_argument("--steps", type=int, help="override the number of steps")
-    parser.add_argument("--batch-size", type=int)
-    parser.add_argument("--tasks", help="comma-separated task subset (ablations)")
-    parser.add_argument("--full-canvas", action="store_true", help="ablation: noise every slot")
-    parser.add_argument("--full-condition-attention", action="store_true", help="ablation: conditions attend across slots")
-    parser.add_argument("--no-refiner", action="store_true", help="train the preset with the plain patch head")
-    parser.add_argument("--max-minutes", type=float, help="stop (after saving) when this much time has passed")
-    parser.add_argument("--init-weights", type=Path, help="start from these model weights (safetensors)")
-    parser.add_argument("--in-memory", action="store_true", help="decode the whole split into memory first")
-    args = parser.parse_args(argv)
-    cfg = CONFIGS[args.config]
-    overrides = {k: v for k, v in {"steps": args.steps, "batch_size": args.batch_size}.items() if v is not None}
-    if args.tasks:
-        tasks = tuple(t.strip() for t in args.tasks.split(","))
-        for t in tasks:
-            get_task(t)
-        overrides["tasks"] = tasks
-    if args.full_canvas:
-        overrides["full_canvas"] = True
-    if args.full_condition_attention:
-        overrides["local_condition_attention"] = False
-    if args.no_refiner:
-        overrides["refiner"] = False
-    cfg = replace(cfg, **overrides)
-    from omfa.data.shards import ShardDataset
-
-    dataset = ShardDataset(args.data, "train")
-    if args.in_memory:  # ~0.3 MB per sample: decode once instead of every epoch
-        dataset = [dataset[i] for i in range(len(dataset))]
-    args.out.mkdir(parents=True, exist_ok=True)
-    train(cfg, dataset, args.out, max_minutes=args.max_minutes, init_weights=args.init_weights)
-    return 0

@@ -27,9 +27,9 @@ import numpy as np
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from omfa.reliability.report import CheckResult
-from omfa.reliability.server import EXAMPLES, Outcome, ServedApp, app_module, call, fetch_image, unclear
-from omfa.reliability.uploads import DONE, result_problem
+from benchmarks.reliability.report import CheckResult
+from benchmarks.reliability.server import EXAMPLES, Outcome, ServedApp, app_module, call, fetch_image, unclear
+from benchmarks.reliability.uploads import DONE, result_problem
 
 MAX_GROWTH_MB = 200.0
 LONG_STEPS = 100  # the app's largest step count: a run that is still going when it is stopped

@@ -1,0 +1,79 @@
+"""What the app hands the browser: images enlarged for the screen, in files that are never rewritten.
+
+The studio (`omfa.studio`) makes every image at the model's canvas size
+(128x96 for the shipped checkpoint): what the model sees and what the
+command line writes. Only the screen wants them larger: `display` enlarges
+them `DISPLAY_SCALE` times, and the Pose Studio draws its figure at
+`FIGURE_HW` (a click on it is a pixel of that size).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import shutil
+import tempfile
+import threading
+import weakref
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+DISPLAY_SCALE = 3  # the shipped model's 128x96 slot images are shown at 384x288
+FIGURE_HW = (384, 288)  # the Pose Studio's shaded figure, as large as the shipped model's enlarged pose map
+
+
+def display(image: np.ndarray | Image.Image, scale: int = DISPLAY_SCALE) -> np.ndarray:
+    """A canvas image (H, W, 3) uint8 enlarged `scale` times for the screen: (H*s, W*s, 3)."""
+    image = image if isinstance(image, Image.Image) else Image.fromarray(image)
+    return np.asarray(image.resize((image.width * scale, image.height * scale), Image.Resampling.LANCZOS))
+
+
+class FileStore:
+    """Content-addressed files in a private temporary folder, for outputs handed to Gradio by path.
+
+    Gradio saves an array output to a file named by its content and rewrites
+    that file whenever the same content is yielded again, while a browser may
+    be reading it (a truncated image). A file here is never rewritten: the
+    same content gets the same path, which Gradio then copies into its cache
+    once. Only the newest `keep` files stay.
+    """
+
+    def __init__(self, suffix: str, keep: int = 256) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="omfa-files-"))
+        weakref.finalize(self, shutil.rmtree, self.folder, ignore_errors=True)  # removed with the store, or at exit
+        self.suffix = suffix
+        self.keep = keep
+        self._order: OrderedDict[Path, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def write(self, data: bytes) -> str:
+        """Store `data` (unless already there) and return its path."""
+        path = self.folder / f"{hashlib.blake2b(data, digest_size=12).hexdigest()}{self.suffix}"
+        with self._lock:
+            if path not in self._order:
+                temporary = path.with_name(path.name + ".part")
+                temporary.write_bytes(data)
+                temporary.replace(path)  # atomic: a reader sees the whole file or none
+            self._order[path] = None
+            self._order.move_to_end(path)
+            while len(self._order) > self.keep:
+                old, _ = self._order.popitem(last=False)
+                old.unlink(missing_ok=True)
+        return str(path)
+
+    def png(self, image: np.ndarray) -> str:
+        """Store an (H, W, 3) uint8 image as PNG and return its path."""
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, format="PNG", compress_level=1)
+        return self.write(buffer.getvalue())
+
+
+class AppFiles:
+    """The app's two stores, shared by every session: streamed images and the Pose Studio's 3-D views."""
+
+    def __init__(self) -> None:
+        self.images = FileStore(".png")
+        self.models = FileStore(".glb", keep=32)

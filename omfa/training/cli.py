@@ -1,0 +1,162 @@
+"""`omfa train / eval / ablate`: training, evaluation and the ablations from the command line.
+
+Each command's arguments are parsed here; the work is done by
+`omfa.training.loop.train`, `omfa.training.evaluate.evaluate_models` and
+`omfa.training.ablations.ablate`. Torch and the models load only once a
+command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+
+
+def _parser(command: str, module_doc: str | None) -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(prog=f"omfa {command}", description=module_doc,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def train_parser() -> argparse.ArgumentParser:
+    from omfa.pose.condition import POSE_CONDITIONS
+    from omfa.training import loop
+    from omfa.training.loss import LOSS_WEIGHTINGS
+
+    parser = _parser("train", loop.__doc__)
+    parser.add_argument("--data", type=Path, required=True, help="dataset folder written by `omfa synth`")
+    parser.add_argument("--out", type=Path, required=True, help="run folder (resumes if it has a checkpoint)")
+    parser.add_argument("--config", default="small-cpu", choices=list(loop.CONFIGS))
+    parser.add_argument("--steps", type=int, help="override the number of steps")
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--tasks", help="comma-separated task subset (ablations)")
+    parser.add_argument("--full-canvas", action="store_true", help="ablation: noise every slot")
+    parser.add_argument("--full-condition-attention", action="store_true",
+                        help="ablation: conditions attend across slots")
+    parser.add_argument("--no-refiner", action="store_true", help="train the preset with the plain patch head")
+    parser.add_argument("--pose-condition", choices=list(POSE_CONDITIONS),
+                        help="pose map joined to the person slot: part colours or dense surface coordinates "
+                             "(default: the config's, parts)")
+    parser.add_argument("--loss-weighting", choices=LOSS_WEIGHTINGS,
+                        help="per-timestep weight of the x0 loss (default: the config's, uniform)")
+    parser.add_argument("--max-minutes", type=float, help="stop (after saving) when this much time has passed")
+    parser.add_argument("--init-weights", type=Path, help="start from these model weights (safetensors)")
+    parser.add_argument("--in-memory", action="store_true", help="decode the whole split into memory first")
+    return parser
+
+
+def eval_parser() -> argparse.ArgumentParser:
+    from omfa.training import evaluate
+
+    parser = _parser("eval", evaluate.__doc__)
+    parser.add_argument("--model", type=Path, action="append", required=True,
+                        help="checkpoint folder; repeat to compare models (NAME=DIR names a model)")
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--split", default="test")
+    parser.add_argument("--tasks", default="try_on,try_off,multiview")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--guidance", type=float, default=2.0)
+    parser.add_argument("--limit", type=int, default=None, help="evaluate N samples")
+    parser.add_argument("--every", type=int, default=1,
+                        help="take every k-th sample (8 on the test split: one view of each multi-view group)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-baselines", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--sheet", type=Path, help="also write a contact sheet of results (first model)")
+    parser.add_argument("--sheet-rows", type=int, default=8)
+    return parser
+
+
+def ablate_parser() -> argparse.ArgumentParser:
+    from omfa.training import ablations
+
+    parser = _parser("ablate", ablations.__doc__)
+    parser.add_argument("--data", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True, help="folder of per-variant run folders")
+    parser.add_argument("--preset", default="tiny")
+    parser.add_argument("--steps", type=int, default=1500, help="training steps per variant")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--variants", default=",".join(ablations.VARIANTS))
+    parser.add_argument("--max-minutes", type=float, help="per variant: stop (after saving) and resume later")
+    parser.add_argument("--eval-steps", type=int, default=20)
+    parser.add_argument("--limit", type=int, default=25, help="test samples (every 8th: one per view group)")
+    parser.add_argument("--eval-only", action="store_true", help="skip training, score the saved models")
+    parser.add_argument("--in-memory", action="store_true", help="decode the train split once for all variants")
+    parser.add_argument("--json", action="store_true")
+    return parser
+
+
+def _split(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(","))
+
+
+def run_train(argv: list[str]) -> int:
+    from omfa.data.shards import ShardDataset
+    from omfa.training.loop import CONFIGS, train
+
+    parser = train_parser()
+    args = parser.parse_args(argv)
+    overrides = {k: v for k, v in {"steps": args.steps, "batch_size": args.batch_size,
+                                   "pose_condition": args.pose_condition,
+                                   "loss_weighting": args.loss_weighting}.items() if v is not None}
+    if args.tasks:
+        overrides["tasks"] = _split(args.tasks)
+    if args.full_canvas:
+        overrides["full_canvas"] = True
+    if args.full_condition_attention:
+        overrides["local_condition_attention"] = False
+    if args.no_refiner:
+        overrides["refiner"] = False
+    try:
+        cfg = replace(CONFIGS[args.config], **overrides)  # TrainConfig checks tasks, pose condition, weighting
+    except ValueError as error:
+        parser.error(str(error))
+    dataset = ShardDataset(args.data, "train")
+    if args.in_memory:  # ~0.3 MB per sample: decode once instead of every epoch
+        dataset = [dataset[i] for i in range(len(dataset))]
+    args.out.mkdir(parents=True, exist_ok=True)
+    train(cfg, dataset, args.out, max_minutes=args.max_minutes, init_weights=args.init_weights)
+    return 0
+
+
+def run_eval(argv: list[str]) -> int:
+    from omfa.data.examples import FAMILIES
+    from omfa.training.evaluate import evaluate_models, format_table
+
+    parser = eval_parser()
+    args = parser.parse_args(argv)
+    families = _split(args.tasks)
+    for family in families:
+        if family not in FAMILIES:
+            parser.error(f"unknown task family {family!r}; choose from {', '.join(FAMILIES)}")
+    result = evaluate_models([str(m) for m in args.model], args.data, split=args.split, families=families,
+                             steps=args.steps, guidance=args.guidance, limit=args.limit, every=args.every,
+                             seed=args.seed, with_baselines=not args.no_baselines, sheet=args.sheet,
+                             sheet_rows=args.sheet_rows)
+    print(json.dumps(result) if args.json else format_table(result["table"]))
+    return 0
+
+
+def run_ablate(argv: list[str]) -> int:
+    from omfa.training.ablations import ablate
+    from omfa.training.evaluate import format_table
+
+    parser = ablate_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = ablate(args.data, args.out, preset=args.preset, steps=args.steps, batch_size=args.batch_size,
+                        variants=_split(args.variants), max_minutes=args.max_minutes, eval_steps=args.eval_steps,
+                        limit=args.limit, eval_only=args.eval_only, in_memory=args.in_memory)
+    except FileNotFoundError as error:  # --eval-only before a variant was trained
+        parser.error(str(error))
+    print(json.dumps(result) if args.json else format_table(result["table"]))
+    return 0
+
+
+COMMANDS = {"train": run_train, "eval": run_eval, "ablate": run_ablate}
+
+
+def main(argv: list[str]) -> int:
+    """`argv[0]` names the command (train, eval or ablate); the rest are its arguments."""
+    return int(COMMANDS[argv[0]](argv[1:]) or 0)
