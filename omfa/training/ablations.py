@@ -10,6 +10,11 @@ and batch size, then run on the same held-out test samples:
   full-condition-attention  conditions attend to each other (the cache is no longer exact)
   try-on-only               a single-direction model: try-on and outfit tasks only
   try-off-only              a single-direction model: try-off tasks only
+and the levers of sample efficiency, each the partial recipe with one change:
+  surface-pose              the dense-correspondence pose condition (rest-body surface
+                            coordinates per pixel) instead of part colours
+  min-snr                   min-SNR-5 loss weighting instead of uniform x0 MSE
+  surface-min-snr           both
 Training resumes per variant (each has its own run folder), so an interrupted
 ablation continues where it stopped. Every model samples with the same
 scheduler, steps and seed, and without guidance: the full-canvas model has no
@@ -37,12 +42,16 @@ TRY_ON = ("try_on_upper", "try_on_lower", "outfit")
 TRY_OFF = ("try_off_upper", "try_off_lower", "try_off_outfit")
 
 # variant -> (TrainConfig overrides, task families it is scored on)
+ALL_FAMILIES = ("try_on", "try_off", "multiview")
 VARIANTS: dict[str, tuple[dict, tuple[str, ...]]] = {
-    "partial": ({}, ("try_on", "try_off")),
+    "partial": ({}, ALL_FAMILIES),
     "full-canvas": ({"full_canvas": True}, ("try_on", "try_off")),
     "full-condition-attention": ({"local_condition_attention": False}, ("try_on", "try_off")),
     "try-on-only": ({"tasks": TRY_ON}, ("try_on",)),
     "try-off-only": ({"tasks": TRY_OFF}, ("try_off",)),
+    "surface-pose": ({"pose_condition": "surface"}, ALL_FAMILIES),
+    "min-snr": ({"loss_weighting": "min_snr"}, ALL_FAMILIES),
+    "surface-min-snr": ({"pose_condition": "surface", "loss_weighting": "min_snr"}, ALL_FAMILIES),
 }
 
 
