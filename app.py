@@ -46,8 +46,7 @@ def build(model: str | os.PathLike | None = None) -> gr.Blocks:
     context = StudioContext(pipe, gpu=gpu_decorator())
     context.warm_up()
     card = path / "README.md"
-    demo = create_demo(pipe, model_card=card.read_text(encoding="utf-8") if card.is_file() else None,
-                       context=context)  # fmt: skip
+    demo = create_demo(pipe, model_card=card.read_text(encoding="utf-8") if card.is_file() else None, context=context)
     # One run at a time on a CPU (a second would only halve the speed of both); two on a GPU.
     return demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=2 if pipe.device.type == "cuda" else 1)
 
@@ -61,8 +60,12 @@ def launch_kwargs() -> dict:
     from omfa.app.uploads import RefuseRemoteFiles
     from omfa.studio.context import EXAMPLES_DIR
 
-    return {"max_file_size": MAX_UPLOAD, "allowed_paths": [str(EXAMPLES_DIR)], "theme": theme(),
-            "app_kwargs": {"middleware": [Middleware(RefuseRemoteFiles)]}}  # fmt: skip
+    return {
+        "max_file_size": MAX_UPLOAD,
+        "allowed_paths": [str(EXAMPLES_DIR)],
+        "theme": theme(),
+        "app_kwargs": {"middleware": [Middleware(RefuseRemoteFiles)]},
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -25,16 +26,24 @@ def _timed_run(pipe: OMFAPipeline, inputs: dict, steps: int, use_cache: bool) ->
     pipe.condition_cache.clear()  # every cached run pays for building its cache
     start = time.perf_counter()
     first = None
-    for p in pipe.stream("try_on_upper", **inputs, num_inference_steps=steps, guidance_scale=2.0,
-                         generator=torch.Generator().manual_seed(0), use_cache=use_cache, output_type="pt"):
+    for p in pipe.stream(
+        "try_on_upper",
+        **inputs,
+        num_inference_steps=steps,
+        guidance_scale=2.0,
+        generator=torch.Generator().manual_seed(0),
+        use_cache=use_cache,
+        output_type="pt",
+    ):
         if first is None:
             first = time.perf_counter() - start
         last = p
     return time.perf_counter() - start, first, last.images["person"]
 
 
-def bench_cache(model: str | None, preset: str, steps: int, repeats: int, seed: int,
-                size_hw: tuple[int, int] = SHIPPED_SIZE_HW) -> dict:
+def bench_cache(
+    model: str | None, preset: str, steps: int, repeats: int, seed: int, size_hw: tuple[int, int] = SHIPPED_SIZE_HW
+) -> dict:
     """Cached against uncached sampling of one try-on; `size_hw` sizes the stand-in model (no checkpoint)."""
     if model:
         pipe = OMFAPipeline.load(model, device="cpu")
@@ -75,31 +84,33 @@ def bench_cache(model: str | None, preset: str, steps: int, repeats: int, seed: 
 def bench_pose(repeats: int) -> dict:
     """Median ms per pose map (posing included) and per shaded 256x256 thumbnail, over every preset."""
     from omfa.pose.body import load_body
-    from omfa.pose.presets import load_presets
+    from omfa.pose.presets import PosePreset, load_presets
     from omfa.pose.render import PoseRenderer
 
     body, presets = load_body(), list(load_presets().values())
-    timings: dict[str, list[float]] = {"pose_ms": [], "pose_map_128x96_ms": [], "pose_map_256_ms": [],
-                                       "thumbnail_256_ms": []}
     with PoseRenderer() as renderer:
+        # name -> the work timed for one preset
+        works: dict[str, Callable[[PosePreset], object]] = {
+            "pose_ms": lambda p: body.posed(p.pose),
+            "pose_map_128x96_ms": lambda p: renderer.pose_map(body.posed(p.pose), p.yaw_deg, (128, 96)),
+            "pose_map_256_ms": lambda p: renderer.pose_map(body.posed(p.pose), p.yaw_deg, (256, 256)),
+            "thumbnail_256_ms": lambda p: renderer.thumbnail(body.posed(p.pose), p.yaw_deg),
+        }
+        timings: dict[str, list[float]] = {name: [] for name in works}
         renderer.thumbnail(body.posed(presets[0].pose))  # warm-up: context, shaders
         for _ in range(repeats):
             for preset in presets:
-                for key, work in (
-                    ("pose_ms", lambda: body.posed(preset.pose)),
-                    ("pose_map_128x96_ms", lambda: renderer.pose_map(body.posed(preset.pose), preset.yaw_deg, (128, 96))),
-                    ("pose_map_256_ms", lambda: renderer.pose_map(body.posed(preset.pose), preset.yaw_deg, (256, 256))),
-                    ("thumbnail_256_ms", lambda: renderer.thumbnail(body.posed(preset.pose), preset.yaw_deg)),
-                ):
+                for name, work in works.items():
                     start = time.perf_counter()
-                    work()
-                    timings[key].append((time.perf_counter() - start) * 1000)
+                    work(preset)
+                    timings[name].append((time.perf_counter() - start) * 1000)
     return {"bench": "pose", "presets": len(presets), "repeats": repeats} | {
-        k: round(float(np.median(v)), 1) for k, v in timings.items()}
+        k: round(float(np.median(v)), 1) for k, v in timings.items()
+    }
 
 
 def _size(text: str) -> tuple[int, int]:
-    """"128x96" -> (128, 96): height x width."""
+    """Parse a size such as "128x96" into (height, width) = (128, 96)."""
     try:
         height, width = (int(v) for v in text.lower().split("x"))
     except ValueError:
@@ -116,14 +127,22 @@ def run(argv: list[str]) -> int:
     cache.add_argument("--steps", type=int, default=20)
     cache.add_argument("--repeats", type=int, default=3)
     cache.add_argument("--seed", type=int, default=0)
-    cache.add_argument("--size", type=_size, default=SHIPPED_SIZE_HW,
-                       help="HEIGHTxWIDTH of the stand-in model when no checkpoint is used (default 128x96)")
+    cache.add_argument(
+        "--size",
+        type=_size,
+        default=SHIPPED_SIZE_HW,
+        help="HEIGHTxWIDTH of the stand-in model when no checkpoint is used (default 128x96)",
+    )
     cache.add_argument("--json", action="store_true", help="print one JSON line")
     pose = sub.add_parser("pose", help="posing, pose maps and thumbnails (ms, medians over the presets)")
     pose.add_argument("--repeats", type=int, default=3)
     pose.add_argument("--json", action="store_true")
-    reliability.add_arguments(sub.add_parser("reliability", help="hostile uploads, load, cancellation, soak and "
-                                             "limits of the served app (benchmarks.reliability)"))  # fmt: skip
+    reliability.add_arguments(
+        sub.add_parser(
+            "reliability",
+            help="hostile uploads, load, cancellation, soak and limits of the served app (benchmarks.reliability)",
+        )
+    )
     args = parser.parse_args(argv)
     if args.which == "reliability":
         return reliability.run_cli(args)

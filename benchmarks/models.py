@@ -12,8 +12,9 @@ from omfa.pipeline import OMFAPipeline
 SHIPPED_SIZE_HW: tuple[int, int] = (128, 96)
 
 
-def random_weights_pipe(preset: str, seed: int, size_hw: tuple[int, int] = SHIPPED_SIZE_HW,
-                        scale: float = 0.02) -> OMFAPipeline:
+def random_weights_pipe(
+    preset: str, seed: int, size_hw: tuple[int, int] = SHIPPED_SIZE_HW, scale: float = 0.02
+) -> OMFAPipeline:
     """A preset-sized pipeline with seeded non-zero weights (a fresh adaLN-Zero model outputs zeros)."""
     model = OMFATransformer.from_preset(preset, sample_size=tuple(size_hw)).eval()
     g = torch.Generator().manual_seed(seed)

@@ -88,20 +88,55 @@ def _task(name, targets, conditions, guidance, description) -> tuple[str, Task]:
 
 TASKS: dict[str, Task] = dict(
     [
-        _task("try_on_upper", ("person",), ("reference", "upper"), ("upper",),
-              "the portrait's person wearing the new top, in the target pose; the lower garment is kept"),
-        _task("try_on_lower", ("person",), ("reference", "lower"), ("lower",),
-              "the portrait's person wearing the new bottom, in the target pose; the top is kept"),
-        _task("outfit", ("person",), ("reference", "upper", "lower"), ("upper", "lower"),
-              "the portrait's person wearing both new garments, in the target pose"),
-        _task("try_off_upper", ("upper",), ("reference",), ("reference",),
-              "the flat shop image of the top the person wears"),
-        _task("try_off_lower", ("lower",), ("reference",), ("reference",),
-              "the flat shop image of the bottom the person wears"),
-        _task("try_off_outfit", ("upper", "lower"), ("reference",), ("reference",),
-              "the flat shop images of both garments the person wears"),
-        _task("multiview", ("person",), ("reference",), ("reference",),
-              "the portrait's person, same outfit, in a new pose and view"),
+        _task(
+            "try_on_upper",
+            ("person",),
+            ("reference", "upper"),
+            ("upper",),
+            "the portrait's person wearing the new top, in the target pose; the lower garment is kept",
+        ),
+        _task(
+            "try_on_lower",
+            ("person",),
+            ("reference", "lower"),
+            ("lower",),
+            "the portrait's person wearing the new bottom, in the target pose; the top is kept",
+        ),
+        _task(
+            "outfit",
+            ("person",),
+            ("reference", "upper", "lower"),
+            ("upper", "lower"),
+            "the portrait's person wearing both new garments, in the target pose",
+        ),
+        _task(
+            "try_off_upper",
+            ("upper",),
+            ("reference",),
+            ("reference",),
+            "the flat shop image of the top the person wears",
+        ),
+        _task(
+            "try_off_lower",
+            ("lower",),
+            ("reference",),
+            ("reference",),
+            "the flat shop image of the bottom the person wears",
+        ),
+        _task(
+            "try_off_outfit",
+            ("upper", "lower"),
+            ("reference",),
+            ("reference",),
+            "the flat shop images of both garments the person wears",
+        ),
+        _task(
+            "multiview",
+            ("person",),
+            ("reference",),
+            ("reference",),
+            "the portrait's person, same outfit, in a new pose and view",
+        ),
     ]
 )
 

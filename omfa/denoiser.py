@@ -20,8 +20,8 @@ estimate E[x0 | x_t, conditions] that the app streams.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -92,7 +92,7 @@ class ConditionKV:
         return sum(k.numel() * k.element_size() + v.numel() * v.element_size() for k, v in self.layers)
 
     @staticmethod
-    def cat(parts: Sequence["ConditionKV"]) -> "ConditionKV":
+    def cat(parts: Sequence[ConditionKV]) -> ConditionKV:
         """Join slots along the token axis (exact: condition slots never attend to each other)."""
         layers = [
             (torch.cat([p.layers[i][0] for p in parts], dim=2), torch.cat([p.layers[i][1] for p in parts], dim=2))
@@ -100,12 +100,13 @@ class ConditionKV:
         ]
         return ConditionKV(layers, parts[0].tokens_per_slot)
 
-    def expand(self, batch: int) -> "ConditionKV":
+    def expand(self, batch: int) -> ConditionKV:
         """Broadcast a batch-1 cache to `batch` (views, no copy)."""
         if self.layers[0][0].shape[0] == batch:
             return self
-        return ConditionKV([(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in self.layers],
-                           self.tokens_per_slot)
+        return ConditionKV(
+            [(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in self.layers], self.tokens_per_slot
+        )
 
 
 class Block(nn.Module):
@@ -194,8 +195,9 @@ class PixelRefiner(nn.Module):
     zero: a refiner added to a trained model leaves its output unchanged.
     """
 
-    def __init__(self, hidden_size: int, patch_size: int, in_channels: int, pose_channels: int,
-                 channels: int, features: int = 8):
+    def __init__(
+        self, hidden_size: int, patch_size: int, in_channels: int, pose_channels: int, channels: int, features: int = 8
+    ):
         super().__init__()
         self.features = features
         self.to_features = nn.Linear(hidden_size, features * patch_size**2)
@@ -258,11 +260,14 @@ class OMFATransformer(ModelMixin, ConfigMixin):
         self.out = nn.Linear(hidden_size, patch_dim)
         self._init_weights()
         # built after _init_weights, which would zero its feature projection
-        self.refiner = (PixelRefiner(hidden_size, patch_size, in_channels, pose_channels, refiner_channels)
-                        if refiner_channels else None)
+        self.refiner = (
+            PixelRefiner(hidden_size, patch_size, in_channels, pose_channels, refiner_channels)
+            if refiner_channels
+            else None
+        )
 
     @classmethod
-    def from_preset(cls, name: str, **overrides) -> "OMFATransformer":
+    def from_preset(cls, name: str, **overrides) -> OMFATransformer:
         """Build a randomly initialised model from a named size preset."""
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
@@ -312,7 +317,7 @@ class OMFATransformer(ModelMixin, ConfigMixin):
         if pose is not None and PERSON in slots:
             i = list(slots).index(PERSON)
             pose_tokens = self.pose_embed(self._patchify(pose[:, None].to(dtype)))[:, 0]
-            tokens = torch.cat([tokens[:, :i], (tokens[:, i] + pose_tokens)[:, None], tokens[:, i + 1:]], dim=1)
+            tokens = torch.cat([tokens[:, :i], (tokens[:, i] + pose_tokens)[:, None], tokens[:, i + 1 :]], dim=1)
         role_ids = torch.full((len(slots),), int(role), device=images.device)
         cond = self.t_embed(timestep_features(timestep).to(dtype))
         cond = cond + self.slot_embed(slot_ids)[None] + self.role_embed(role_ids)[None]
@@ -378,7 +383,9 @@ class OMFATransformer(ModelMixin, ConfigMixin):
             return self._head(ht, ct, targets, target_slots, pose)
         self._check(conditions, condition_slots, "conditions")
         k = conditions.shape[1]
-        hc, cc = self._embed(conditions, condition_slots, Role.CONDITION, torch.zeros(b, k, device=targets.device), None)
+        hc, cc = self._embed(
+            conditions, condition_slots, Role.CONDITION, torch.zeros(b, k, device=targets.device), None
+        )
         ctx_mask = None if condition_keep is None else condition_keep.repeat_interleave(self.tokens_per_slot, dim=1)
         local = self.config.local_condition_attention
         for block in self.blocks:
@@ -424,6 +431,7 @@ class OMFATransformer(ModelMixin, ConfigMixin):
         if pose is not None and PERSON in target_slots:
             pose_px[:, list(target_slots).index(PERSON)] = pose.to(coarse.dtype)
         flat = lambda x: x.reshape(b * t, *x.shape[2:])  # noqa: E731
-        x0 = self.refiner(flat(coarse), flat(feats), flat(targets.to(coarse.dtype)), flat(pose_px),
-                          ct.reshape(b * t, -1))
+        x0 = self.refiner(
+            flat(coarse), flat(feats), flat(targets.to(coarse.dtype)), flat(pose_px), ct.reshape(b * t, -1)
+        )
         return x0.view(b, t, c, hh, ww).float()

@@ -24,14 +24,28 @@ BETA_SCHEDULE = "squaredcos_cap_v2"  # cosine: keeps low-noise steps informative
 SCHEDULERS: dict[str, Callable[[], SchedulerMixin]] = {
     # set_alpha_to_one: the last DDIM step lands exactly on the model's x0.
     "ddim": lambda: DDIMScheduler(
-        num_train_timesteps=NUM_TRAIN_TIMESTEPS, beta_schedule=BETA_SCHEDULE, prediction_type="sample",
-        clip_sample=False, set_alpha_to_one=True, timestep_spacing="linspace"),
+        num_train_timesteps=NUM_TRAIN_TIMESTEPS,
+        beta_schedule=BETA_SCHEDULE,
+        prediction_type="sample",
+        clip_sample=False,
+        set_alpha_to_one=True,
+        timestep_spacing="linspace",
+    ),
     "dpm++": lambda: DPMSolverMultistepScheduler(
-        num_train_timesteps=NUM_TRAIN_TIMESTEPS, beta_schedule=BETA_SCHEDULE, prediction_type="sample",
-        algorithm_type="dpmsolver++", solver_order=2, final_sigmas_type="zero", timestep_spacing="linspace"),
+        num_train_timesteps=NUM_TRAIN_TIMESTEPS,
+        beta_schedule=BETA_SCHEDULE,
+        prediction_type="sample",
+        algorithm_type="dpmsolver++",
+        solver_order=2,
+        final_sigmas_type="zero",
+        timestep_spacing="linspace",
+    ),
     "euler": lambda: EulerDiscreteScheduler(
-        num_train_timesteps=NUM_TRAIN_TIMESTEPS, beta_schedule=BETA_SCHEDULE, prediction_type="sample",
-        timestep_spacing="linspace"),
+        num_train_timesteps=NUM_TRAIN_TIMESTEPS,
+        beta_schedule=BETA_SCHEDULE,
+        prediction_type="sample",
+        timestep_spacing="linspace",
+    ),
 }
 
 
@@ -98,4 +112,3 @@ def sample(
 def guided(x0_cond: torch.Tensor, x0_uncond: torch.Tensor, scale: float) -> torch.Tensor:
     """Classifier-free guidance on the x0 estimate: x0_u + s (x0_c - x0_u)."""
     return x0_uncond + scale * (x0_cond - x0_uncond)
-

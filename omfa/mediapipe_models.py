@@ -24,26 +24,57 @@ is not re-entrant while a Gradio server calls it from several threads.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 # BlazePose landmark order (indices into PoseLandmarks arrays). Left/right are
 # the person's own sides.
 POSE_LANDMARK_NAMES: tuple[str, ...] = (
-    "nose", "left_eye_inner", "left_eye", "left_eye_outer", "right_eye_inner",
-    "right_eye", "right_eye_outer", "left_ear", "right_ear", "mouth_left",
-    "mouth_right", "left_shoulder", "right_shoulder", "left_elbow", "right_elbow",
-    "left_wrist", "right_wrist", "left_pinky", "right_pinky", "left_index",
-    "right_index", "left_thumb", "right_thumb", "left_hip", "right_hip",
-    "left_knee", "right_knee", "left_ankle", "right_ankle", "left_heel",
-    "right_heel", "left_foot_index", "right_foot_index",
+    "nose",
+    "left_eye_inner",
+    "left_eye",
+    "left_eye_outer",
+    "right_eye_inner",
+    "right_eye",
+    "right_eye_outer",
+    "left_ear",
+    "right_ear",
+    "mouth_left",
+    "mouth_right",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_pinky",
+    "right_pinky",
+    "left_index",
+    "right_index",
+    "left_thumb",
+    "right_thumb",
+    "left_hip",
+    "right_hip",
+    "left_knee",
+    "right_knee",
+    "left_ankle",
+    "right_ankle",
+    "left_heel",
+    "right_heel",
+    "left_foot_index",
+    "right_foot_index",
 )
 
 # BlazeFace key point order in FaceBox.keypoints.
 FACE_KEYPOINT_NAMES: tuple[str, ...] = (
-    "right_eye", "left_eye", "nose_tip", "mouth_center", "right_ear_tragion",
+    "right_eye",
+    "left_eye",
+    "nose_tip",
+    "mouth_center",
+    "right_ear_tragion",
     "left_ear_tragion",
 )
 
@@ -122,15 +153,13 @@ def check_rgb(image: np.ndarray) -> np.ndarray:
         ImageArrayError: wrong type, dtype, shape or a side below MIN_SIDE.
     """
     if not isinstance(image, np.ndarray):
-        raise ImageArrayError(
-            f"image is a {type(image).__name__}; pass a numpy uint8 array of shape (H, W, 3)")
+        raise ImageArrayError(f"image is a {type(image).__name__}; pass a numpy uint8 array of shape (H, W, 3)")
     if image.dtype != np.uint8:
         raise ImageArrayError(f"image dtype is {image.dtype}; convert it to uint8 (0-255) first")
     if image.ndim != 3 or image.shape[2] != 3:
         raise ImageArrayError(f"image shape is {image.shape}; need (H, W, 3) RGB")
     if min(image.shape[:2]) < MIN_SIDE:
-        raise ImageArrayError(
-            f"image is {image.shape[1]}x{image.shape[0]} px; need at least {MIN_SIDE}x{MIN_SIDE}")
+        raise ImageArrayError(f"image is {image.shape[1]}x{image.shape[0]} px; need at least {MIN_SIDE}x{MIN_SIDE}")
     return np.ascontiguousarray(image)
 
 
@@ -164,23 +193,26 @@ class MediapipeModels:
 
     def __init__(self, min_detection_confidence: float = 0.5) -> None:
         if not 0.0 < min_detection_confidence < 1.0:
-            raise ValueError(
-                f"min_detection_confidence={min_detection_confidence}; pick a value in (0, 1)")
+            raise ValueError(f"min_detection_confidence={min_detection_confidence}; pick a value in (0, 1)")
         conf = min_detection_confidence
 
         def build_pose() -> Any:
             from mediapipe.python.solutions import pose
+
             # Complexity 1 is the only bundled landmark model; static mode
             # makes every call independent (no tracking between requests).
-            return pose.Pose(static_image_mode=True, model_complexity=1,
-                             enable_segmentation=False, min_detection_confidence=conf)
+            return pose.Pose(
+                static_image_mode=True, model_complexity=1, enable_segmentation=False, min_detection_confidence=conf
+            )
 
         def build_faces() -> Any:
             from mediapipe.python.solutions import face_detection
+
             return face_detection.FaceDetection(model_selection=1, min_detection_confidence=conf)
 
         def build_selfie() -> Any:
             from mediapipe.python.solutions import selfie_segmentation
+
             return selfie_segmentation.SelfieSegmentation(model_selection=0)
 
         self._pose = _LazyModel(build_pose)
@@ -211,12 +243,13 @@ class MediapipeModels:
         boxes = []
         for det in result.detections or ():
             rel = det.location_data.relative_bounding_box
-            boxes.append(FaceBox(
-                box=np.array([rel.xmin, rel.ymin, rel.width, rel.height], dtype=np.float32),
-                score=float(det.score[0]),
-                keypoints=np.array([[k.x, k.y] for k in det.location_data.relative_keypoints],
-                                   dtype=np.float32),
-            ))
+            boxes.append(
+                FaceBox(
+                    box=np.array([rel.xmin, rel.ymin, rel.width, rel.height], dtype=np.float32),
+                    score=float(det.score[0]),
+                    keypoints=np.array([[k.x, k.y] for k in det.location_data.relative_keypoints], dtype=np.float32),
+                )
+            )
         return tuple(sorted(boxes, key=lambda f: -f.score))
 
     def people(self, image: np.ndarray) -> People:

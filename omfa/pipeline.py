@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import PIL.Image
@@ -34,7 +34,7 @@ from omfa.canvas import SLOT_INDEX, SLOTS, Task, get_task, image_to_tensor, tens
 from omfa.denoiser import ConditionKV, OMFATransformer
 from omfa.diffusion import SCHEDULERS, guided, make_scheduler, sample
 
-ImageInput = Union[PIL.Image.Image, np.ndarray, torch.Tensor]
+ImageInput = PIL.Image.Image | np.ndarray | torch.Tensor
 
 # The checkpoint the project ships (diffusers layout, safetensors).
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "omfa-tiny"
@@ -95,16 +95,22 @@ class OMFAPipeline(DiffusionPipeline):
     # -- loading -------------------------------------------------------------
 
     @classmethod
-    def load(cls, path: str | os.PathLike | None = None, device: str | torch.device | None = None,
-             dtype: torch.dtype | None = None) -> "OMFAPipeline":
+    def load(
+        cls,
+        path: str | os.PathLike | None = None,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> OMFAPipeline:
         """Load a checkpoint folder (default: the shipped one) on the best device.
 
         Only safetensors weights are read; nothing is downloaded.
         """
         path = Path(path) if path is not None else DEFAULT_MODEL_DIR
         if not (path / "model_index.json").is_file():
-            raise ValueError(f"{path} is not an OMFA checkpoint folder (no model_index.json); "
-                             f"pass the folder written by save_pretrained or `omfa train`")
+            raise ValueError(
+                f"{path} is not an OMFA checkpoint folder (no model_index.json); "
+                f"pass the folder written by save_pretrained or `omfa train`"
+            )
         auto_device, auto_dtype = default_device()
         device = torch.device(device) if device is not None else auto_device
         dtype = dtype or (auto_dtype if device.type == "cuda" else torch.float32)
@@ -146,8 +152,10 @@ class OMFAPipeline(DiffusionPipeline):
         else:
             raise ValueError(f"{name} must be a PIL image, a uint8 numpy array or a tensor, got {type(image).__name__}")
         if tuple(x.shape[-2:]) != (h, w):
-            raise ValueError(f"{name} image is {x.shape[-1]}x{x.shape[-2]} px; the model needs {w}x{h} "
-                             f"(width x height): crop and resize it first (omfa.imaging does this)")
+            raise ValueError(
+                f"{name} image is {x.shape[-1]}x{x.shape[-2]} px; the model needs {w}x{h} "
+                f"(width x height): crop and resize it first (omfa.imaging does this)"
+            )
         return x.to(self.device, self.transformer.dtype)
 
     @torch.no_grad()
@@ -169,8 +177,10 @@ class OMFAPipeline(DiffusionPipeline):
         if missing:
             raise ValueError(f"task {task.name} needs the {' and '.join(missing)} image(s); pass {missing[0]}=...")
         if task.uses_pose and pose is None:
-            raise ValueError(f"task {task.name} needs a pose map for the target pose; pass pose=... "
-                             "(omfa.pose.condition.pose_condition renders one)")
+            raise ValueError(
+                f"task {task.name} needs a pose map for the target pose; pass pose=... "
+                "(omfa.pose.condition.pose_condition renders one)"
+            )
         conds = {s: self._encode(self._to_tensor(images[s], s)) for s in task.conditions}
         pose_t = self._encode(self._to_tensor(pose, "pose")) if task.uses_pose else None
         return conds, pose_t
@@ -180,7 +190,8 @@ class OMFAPipeline(DiffusionPipeline):
     def _condition_kv(self, slot: str, x: torch.Tensor) -> ConditionKV:
         key = (id(self.transformer), str(self.device), str(self.transformer.dtype), slot, tensor_digest(x))
         return self.condition_cache.get_or_compute(
-            key, lambda: self.transformer.encode_conditions(x[:, None], [SLOT_INDEX[slot]]))
+            key, lambda: self.transformer.encode_conditions(x[:, None], [SLOT_INDEX[slot]])
+        )
 
     # -- sampling ------------------------------------------------------------
 
@@ -238,8 +249,9 @@ class OMFAPipeline(DiffusionPipeline):
             if use_cache:
                 x0 = self.transformer.forward_cached(x_in, target_slots, t_in, cache, pose_b, keep)
             else:
-                x0 = self.transformer(x_in, target_slots, t_in, cond_x.expand(branches, *cond_x.shape[1:]),
-                                      cond_slots, pose_b, keep)
+                x0 = self.transformer(
+                    x_in, target_slots, t_in, cond_x.expand(branches, *cond_x.shape[1:]), cond_slots, pose_b, keep
+                )
             return guided(x0[:1], x0[1:], guidance_scale) if use_cfg else x0
 
         latent_shape = (1, len(target_slots), *self._latent_chw())
@@ -259,7 +271,7 @@ class OMFAPipeline(DiffusionPipeline):
         self,
         task: str,
         *,
-        callback_on_step_end: Callable[["OMFAPipeline", int, float, dict], dict | None] | None = None,
+        callback_on_step_end: Callable[[OMFAPipeline, int, float, dict], dict | None] | None = None,
         **kwargs: Any,
     ) -> OMFAOutput:
         """Run a task to the end. `callback_on_step_end(pipe, step, timestep, {"x0": images})`
@@ -292,14 +304,20 @@ class OMFAPipeline(DiffusionPipeline):
             raise ValueError(f"which must be one of {', '.join(tasks)}, got {which!r}")
         return tasks[which]
 
-    def try_on(self, reference: ImageInput, pose: ImageInput, upper: ImageInput | None = None,
-               lower: ImageInput | None = None, **kwargs: Any) -> OMFAOutput:
+    def try_on(
+        self,
+        reference: ImageInput,
+        pose: ImageInput,
+        upper: ImageInput | None = None,
+        lower: ImageInput | None = None,
+        **kwargs: Any,
+    ) -> OMFAOutput:
         """The portrait's person wearing the given garment(s) in the pose of `pose`."""
-        return self(self.try_on_task(upper, lower), reference=reference, upper=upper, lower=lower, pose=pose,
-                    **kwargs)
+        return self(self.try_on_task(upper, lower), reference=reference, upper=upper, lower=lower, pose=pose, **kwargs)
 
-    def outfit(self, reference: ImageInput, upper: ImageInput, lower: ImageInput, pose: ImageInput,
-               **kwargs: Any) -> OMFAOutput:
+    def outfit(
+        self, reference: ImageInput, upper: ImageInput, lower: ImageInput, pose: ImageInput, **kwargs: Any
+    ) -> OMFAOutput:
         """Both garments at once."""
         return self("outfit", reference=reference, upper=upper, lower=lower, pose=pose, **kwargs)
 
@@ -309,8 +327,14 @@ class OMFAPipeline(DiffusionPipeline):
 
     # -- multi-stage runs: the plans are `try_on_stages` and `multiview_stages` (below the class) ----------
 
-    def stream_stages(self, stages: Sequence[Stage], *, generator: torch.Generator | None = None,
-                      output_type: str = "pil", **kwargs: Any) -> Iterator[Preview]:
+    def stream_stages(
+        self,
+        stages: Sequence[Stage],
+        *,
+        generator: torch.Generator | None = None,
+        output_type: str = "pil",
+        **kwargs: Any,
+    ) -> Iterator[Preview]:
         """Run `stages` in order, yielding a `Preview` after every denoising step of each.
 
         The seeding and carry rules of every multi-stage run:
@@ -328,8 +352,7 @@ class OMFAPipeline(DiffusionPipeline):
         carried: dict[str, torch.Tensor] = {}
         for index, stage in enumerate(stages):
             own = generator if stage.seed is None else torch.Generator(self.device).manual_seed(stage.seed)
-            previews = self.stream(stage.task, **{**carried, **stage.inputs}, generator=own, output_type="pt",
-                                   **kwargs)  # fmt: skip
+            previews = self.stream(stage.task, **{**carried, **stage.inputs}, generator=own, output_type="pt", **kwargs)
             with closing(previews):
                 for p in previews:
                     if p.final and stage.carry:
@@ -337,14 +360,16 @@ class OMFAPipeline(DiffusionPipeline):
                     images = _to_pil(p.images) if output_type == "pil" else p.images
                     yield replace(p, images=images, view=stage.view, stage=stage.name, stage_index=index)
 
-    def stream_transfer(self, source: ImageInput, reference: ImageInput, pose: ImageInput, which: str = "upper",
-                        **kwargs: Any) -> Iterator[Preview]:
+    def stream_transfer(
+        self, source: ImageInput, reference: ImageInput, pose: ImageInput, which: str = "upper", **kwargs: Any
+    ) -> Iterator[Preview]:
         """Try-off from `source` (another person's photo), then try-on onto `reference`, with one
         generator for both (`try_on_stages`, `stream_stages`)."""
         yield from self.stream_stages(try_on_stages(reference, pose, take_off=[(source, which)]), **kwargs)
 
-    def transfer(self, source: ImageInput, reference: ImageInput, pose: ImageInput, which: str = "upper",
-                 **kwargs: Any) -> OMFAOutput:
+    def transfer(
+        self, source: ImageInput, reference: ImageInput, pose: ImageInput, which: str = "upper", **kwargs: Any
+    ) -> OMFAOutput:
         """Put the garment another person wears onto the portrait's person."""
         garments, last = {}, None
         for p in self.stream_transfer(source, reference, pose, which, **kwargs):
@@ -353,9 +378,16 @@ class OMFAPipeline(DiffusionPipeline):
             last = p
         return OMFAOutput(last.images, last.task, {"garments": garments})
 
-    def stream_multiview(self, reference: ImageInput, poses: Sequence[ImageInput], *,
-                         upper: ImageInput | None = None, lower: ImageInput | None = None,
-                         seed: int = 0, **kwargs: Any) -> Iterator[Preview]:
+    def stream_multiview(
+        self,
+        reference: ImageInput,
+        poses: Sequence[ImageInput],
+        *,
+        upper: ImageInput | None = None,
+        lower: ImageInput | None = None,
+        seed: int = 0,
+        **kwargs: Any,
+    ) -> Iterator[Preview]:
         """The same person (and outfit, or new garments if given) in several poses/views.
 
         View k has its own generator seeded `seed + k` (`multiview_stages`), so a
@@ -364,13 +396,15 @@ class OMFAPipeline(DiffusionPipeline):
         """
         if "generator" in kwargs:
             raise ValueError("multiview seeds each view itself; pass seed=... instead of generator=...")
-        yield from self.stream_stages(multiview_stages(reference, poses, upper=upper, lower=lower, seed=seed),
-                                      **kwargs)  # fmt: skip
+        yield from self.stream_stages(multiview_stages(reference, poses, upper=upper, lower=lower, seed=seed), **kwargs)
 
     def multiview(self, reference: ImageInput, poses: Sequence[ImageInput], **kwargs: Any) -> list[OMFAOutput]:
         """Final images of every view, in pose order."""
-        return [OMFAOutput(p.images, p.task, {"view": p.view})
-                for p in self.stream_multiview(reference, poses, **kwargs) if p.final]
+        return [
+            OMFAOutput(p.images, p.task, {"view": p.view})
+            for p in self.stream_multiview(reference, poses, **kwargs)
+            if p.final
+        ]
 
 
 # -- multi-stage runs ---------------------------------------------------------------
@@ -398,9 +432,14 @@ class Stage:
     carry: bool = False
 
 
-def try_on_stages(reference: ImageInput, pose: ImageInput, *, upper: ImageInput | None = None,
-                  lower: ImageInput | None = None,
-                  take_off: Sequence[tuple[ImageInput, str]] = ()) -> list[Stage]:  # fmt: skip
+def try_on_stages(
+    reference: ImageInput,
+    pose: ImageInput,
+    *,
+    upper: ImageInput | None = None,
+    lower: ImageInput | None = None,
+    take_off: Sequence[tuple[ImageInput, str]] = (),
+) -> list[Stage]:
     """The plan of a try-on whose garments may be worn by other people (garment transfer).
 
     Args:
@@ -426,17 +465,34 @@ def try_on_stages(reference: ImageInput, pose: ImageInput, *, upper: ImageInput 
     return stages
 
 
-def multiview_stages(reference: ImageInput, poses: Sequence[ImageInput], *, upper: ImageInput | None = None,
-                     lower: ImageInput | None = None, seed: int = 0) -> list[Stage]:  # fmt: skip
+def multiview_stages(
+    reference: ImageInput,
+    poses: Sequence[ImageInput],
+    *,
+    upper: ImageInput | None = None,
+    lower: ImageInput | None = None,
+    seed: int = 0,
+) -> list[Stage]:
     """The plan of a multi-view run: view k of `poses` seeded `seed + k`, so that a view does not
     change when others are added after it. With `upper`/`lower` the person wears them in every view."""
     if not poses:
         raise ValueError("multiview needs at least one pose map; pass poses=[...]")
     task = "multiview" if upper is None and lower is None else OMFAPipeline.try_on_task(upper, lower)
     garments = {slot: image for slot, image in (("upper", upper), ("lower", lower)) if image is not None}
-    return [Stage(task, {"reference": reference, "pose": pose, **garments}, view=k, seed=seed + k)
-            for k, pose in enumerate(poses)]
+    return [
+        Stage(task, {"reference": reference, "pose": pose, **garments}, view=k, seed=seed + k)
+        for k, pose in enumerate(poses)
+    ]
 
 
-__all__ = ["OMFAPipeline", "OMFAOutput", "Preview", "SCHEDULERS", "SLOTS", "Stage", "default_device",
-           "multiview_stages", "try_on_stages"]
+__all__ = [
+    "OMFAPipeline",
+    "OMFAOutput",
+    "Preview",
+    "SCHEDULERS",
+    "SLOTS",
+    "Stage",
+    "default_device",
+    "multiview_stages",
+    "try_on_stages",
+]

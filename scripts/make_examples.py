@@ -72,8 +72,11 @@ def pick(room: FittingRoom, config: SynthConfig, partition: dict) -> tuple[list[
         spec = sample_spec(config, "test", group * GROUP_SIZE, room.presets, partition)
         worn = {spec.identity.identity_id, spec.view_ref.preset, *(g.garment_id for g in spec.outfit_a)}
         facing = abs(spec.view_ref.yaw_deg) <= MAX_PORTRAIT_YAW
-        candidates = [(slot, g) for slot, g in zip(("upper", "lower"), spec.outfit_b)
-                      if slot not in garments and g.garment_id not in seen | worn]  # fmt: skip
+        candidates = [
+            (slot, g)
+            for slot, g in zip(("upper", "lower"), spec.outfit_b)
+            if slot not in garments and g.garment_id not in seen | worn
+        ]
         wanted = len(people) < 3 and facing and not worn & seen
         if not wanted and not candidates:
             continue
@@ -91,8 +94,10 @@ def pick(room: FittingRoom, config: SynthConfig, partition: dict) -> tuple[list[
                 garments = {s: g for s, g in garments.items() if g[0] not in seen}
                 continue
             return people, {slot: shop for slot, (_, shop) in garments.items()}
-    raise SystemExit(f"found {len(people)} of 3 portraits and {len(garments)} of 2 garments in {CANDIDATES} "
-                     "test groups; try another --seed")
+    raise SystemExit(
+        f"found {len(people)} of 3 portraits and {len(garments)} of 2 garments in {CANDIDATES} "
+        "test groups; try another --seed"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,9 +115,14 @@ def main(argv: list[str] | None = None) -> int:
         room.close()
     from skimage import data
 
-    images = {"portrait.png": people[0], "portrait_2.png": people[1], "dressed.png": people[2],
-              "top.png": garments["upper"], "bottom.png": garments["lower"],
-              "astronaut.png": Image.fromarray(data.astronaut()).resize((384, 384), Image.Resampling.LANCZOS)}  # fmt: skip
+    images = {
+        "portrait.png": people[0],
+        "portrait_2.png": people[1],
+        "dressed.png": people[2],
+        "top.png": garments["upper"],
+        "bottom.png": garments["lower"],
+        "astronaut.png": Image.fromarray(data.astronaut()).resize((384, 384), Image.Resampling.LANCZOS),
+    }
     args.out.mkdir(parents=True, exist_ok=True)
     for name, image in images.items():
         path = args.out / name

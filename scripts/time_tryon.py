@@ -36,14 +36,28 @@ def main() -> int:
 
     def once(label: str, seed: int, portrait: str = "portrait.png", garment: str = "top.png") -> None:
         start, first = time.perf_counter(), None
-        job = client.submit(handle_file(str(examples / portrait)), handle_file(str(examples / garment)), "upper",
-                            "preset", "walking", 0, args.steps, 2.0, seed, "ddim", api_name="/try_on")
+        job = client.submit(
+            handle_file(str(examples / portrait)),
+            handle_file(str(examples / garment)),
+            "upper",
+            "preset",
+            "walking",
+            0,
+            args.steps,
+            2.0,
+            seed,
+            "ddim",
+            api_name="/try_on",
+        )
         for out in job:
             if first is None and "step 1/" in (out[-1] or ""):
                 first = time.perf_counter() - start
         total = time.perf_counter() - start
-        print(json.dumps({"run": label, "steps": args.steps, "first_preview_s": round(first, 2),
-                          "final_s": round(total, 2)}))
+        print(
+            json.dumps(
+                {"run": label, "steps": args.steps, "first_preview_s": round(first, 2), "final_s": round(total, 2)}
+            )
+        )
 
     try:
         once("example prepared at start-up", 0)

@@ -36,8 +36,9 @@ def test_omfa_bench_runs_from_the_checkout(capsys):
     """`omfa bench` finds benchmarks/ beside the package and dispatches to it."""
     from omfa.cli import main
 
-    assert main(["bench", "cache", "--preset", "tiny", "--steps", "1", "--repeats", "1", "--size", "32x24",
-                 "--json"]) == 0
+    assert (
+        main(["bench", "cache", "--preset", "tiny", "--steps", "1", "--repeats", "1", "--size", "32x24", "--json"]) == 0
+    )
     assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["steps"] == 1
 
 

@@ -46,8 +46,21 @@ def app_url(tmp_path_factory):
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"}
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [sys.executable, str(ROOT / "app.py"), "--model", str(model_folder(tmp_path_factory.mktemp("model"))),
-             "--host", "127.0.0.1", "--port", str(port)], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+            [
+                sys.executable,
+                str(ROOT / "app.py"),
+                "--model",
+                str(model_folder(tmp_path_factory.mktemp("model"))),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + STARTUP_S
     while True:
@@ -91,4 +104,3 @@ def test_example_try_on_streams_in_the_browser(app_url, tmp_path):
         page.screenshot(path=str(folder / "screenshot_tryon.png"))
         browser.close()
     assert (folder / "screenshot_tryon.png").stat().st_size > 10_000
-

@@ -51,11 +51,13 @@ def checkpoint(pipe, tmp_path_factory) -> Path:
 def test_the_studio_prepares_renders_and_samples_at_the_models_size(ctx, pipe, renderer):
     hw = pipe.canvas_hw
     assert ctx.canvas_hw == hw and ctx.pose_kind == SIZES[hw]
-    frames = list(stream_try_on(ctx, PORTRAIT, [(TOP, "upper")], PoseChoice("preset", "walking"),
-                                RunSettings(steps=2, seed=1)))  # fmt: skip
+    frames = list(
+        stream_try_on(ctx, PORTRAIT, [(TOP, "upper")], PoseChoice("preset", "walking"), RunSettings(steps=2, seed=1))
+    )
     assert frames[-1].done
     assert {name: image.shape for name, image in frames[-1].images.items()} == {
-        name: (*hw, 3) for name in ("result", "reference", "upper", "pose")}  # fmt: skip
+        name: (*hw, 3) for name in ("result", "reference", "upper", "pose")
+    }
     # The pose map is the model's kind of condition, rendered from the low-poly body at the model's size.
     walking = get_preset("walking")
     expected = pose_condition(renderer, ctx.mesh_body.posed(walking.pose), walking.yaw_deg, hw, SIZES[hw])
@@ -68,9 +70,43 @@ def test_the_studio_prepares_renders_and_samples_at_the_models_size(ctx, pipe, r
 def test_the_command_writes_images_of_the_models_size(checkpoint, pipe, tmp_path):
     hw = pipe.canvas_hw
     out = tmp_path / "on.png"
-    assert main(["tryon", "--portrait", PORTRAIT, "--top", TOP, "--out", str(out), "--model", str(checkpoint),
-                 "--steps", "1", "--quiet"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "tryon",
+                "--portrait",
+                PORTRAIT,
+                "--top",
+                TOP,
+                "--out",
+                str(out),
+                "--model",
+                str(checkpoint),
+                "--steps",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert np.asarray(Image.open(out)).shape == (*hw, 3)
-    assert main(["tryoff", "--photo", DRESSED, "--which", "upper", "--out-dir", str(tmp_path / "off"),
-                 "--model", str(checkpoint), "--steps", "1", "--quiet"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "tryoff",
+                "--photo",
+                DRESSED,
+                "--which",
+                "upper",
+                "--out-dir",
+                str(tmp_path / "off"),
+                "--model",
+                str(checkpoint),
+                "--steps",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert np.asarray(Image.open(tmp_path / "off" / "upper.png")).shape == (*hw, 3)

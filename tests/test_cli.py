@@ -27,21 +27,69 @@ def checkpoint(tmp_path_factory) -> Path:
 
 def test_tryon_and_tryoff_write_images(checkpoint, tmp_path):
     out = tmp_path / "out.png"
-    assert main(["tryon", "--portrait", str(EXAMPLES / "portrait.png"), "--top", str(EXAMPLES / "top.png"),
-                 "--pose", "walking", "--out", str(out), "--model", str(checkpoint), "--steps", "2", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "tryon",
+                "--portrait",
+                str(EXAMPLES / "portrait.png"),
+                "--top",
+                str(EXAMPLES / "top.png"),
+                "--pose",
+                "walking",
+                "--out",
+                str(out),
+                "--model",
+                str(checkpoint),
+                "--steps",
+                "2",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     image = np.asarray(Image.open(out))
     assert image.ndim == 3 and image.shape[0] > image.shape[1] and image.std() > 1
     assert image.shape == (128, 96, 3)  # the model's own size, not the app's enlarged display
-    assert main(["tryoff", "--photo", str(EXAMPLES / "dressed.png"), "--which", "both", "--out-dir",
-                 str(tmp_path / "off"), "--model", str(checkpoint), "--steps", "2", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "tryoff",
+                "--photo",
+                str(EXAMPLES / "dressed.png"),
+                "--which",
+                "both",
+                "--out-dir",
+                str(tmp_path / "off"),
+                "--model",
+                str(checkpoint),
+                "--steps",
+                "2",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert {p.name for p in (tmp_path / "off").iterdir()} == {"upper.png", "lower.png"}
 
 
 def test_bad_input_is_one_sentence_and_exit_code_2(checkpoint, tmp_path, capsys):
     bogus = tmp_path / "notes.png"
     bogus.write_text("not an image")
-    code = main(["tryon", "--portrait", str(bogus), "--top", str(EXAMPLES / "top.png"), "--out",
-                 str(tmp_path / "x.png"), "--model", str(checkpoint), "--quiet"])
+    code = main(
+        [
+            "tryon",
+            "--portrait",
+            str(bogus),
+            "--top",
+            str(EXAMPLES / "top.png"),
+            "--out",
+            str(tmp_path / "x.png"),
+            "--model",
+            str(checkpoint),
+            "--quiet",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "not a recognised image" in err and "Traceback" not in err
     assert not (tmp_path / "x.png").exists()

@@ -57,8 +57,13 @@ def test_pose_input_is_the_configured_kind():
 
 def test_real_samples_have_no_surface_maps():
     rng = np.random.default_rng(0)
-    real = {"reference": synthetic_sample()["reference"], "person_same": synthetic_sample()["person"],
-            "pose": synthetic_sample()["pose"], "tasks": ["multiview"], "meta": {"dataset": "DeepFashion-MultiModal"}}
+    real = {
+        "reference": synthetic_sample()["reference"],
+        "person_same": synthetic_sample()["person"],
+        "pose": synthetic_sample()["pose"],
+        "tasks": ["multiview"],
+        "meta": {"dataset": "DeepFashion-MultiModal"},
+    }
     assert torch.equal(example_from_sample(real, "multiview", rng)["pose"], image_to_tensor(real["pose"]))
     with pytest.raises(ValueError, match=r"DeepFashion-MultiModal has no 'surface' map .*\(it has \['pose'\]\)"):
         example_from_sample(real, "multiview", rng, pose_condition="surface")
@@ -95,8 +100,15 @@ def test_cases_carry_every_pose_kind_and_feed_each_model_its_own():
     off = next(c for c in cases if c.task == "try_off_upper")
     assert "pose" not in off.model_inputs("surface")
     # a case built without pose maps (real data) serves part-colour models only
-    bare = Case("try_on_upper", {"reference": sample["reference"], "pose": sample["pose"]}, "person",
-                sample["person"], on.region, on.garment, None)
+    bare = Case(
+        "try_on_upper",
+        {"reference": sample["reference"], "pose": sample["pose"]},
+        "person",
+        sample["person"],
+        on.region,
+        on.garment,
+        None,
+    )
     assert bare.model_inputs("parts")["pose"] is sample["pose"]
     with pytest.raises(ValueError, match="no 'surface' pose map"):
         bare.model_inputs("surface")

@@ -59,7 +59,9 @@ def test_cut_shares_edge_points_between_neighbours():
     assert set(np.unique(counts)) <= {1, 2}
     boundary = (counts == 1).sum()
     positions = piece.interpolate(vertices)
-    assert np.allclose(np.hypot(positions[piece.t > 0, 0] - 0.5, positions[piece.t > 0, 1] - 0.5)[:boundary], 0.5, atol=0.02)
+    assert np.allclose(
+        np.hypot(positions[piece.t > 0, 0] - 0.5, positions[piece.t > 0, 1] - 0.5)[:boundary], 0.5, atol=0.02
+    )
 
 
 def test_covered_faces_needs_all_three_corners():

@@ -22,8 +22,11 @@ def draw_person(size_wh: tuple[int, int], parsing_classes: dict[str, int]) -> tu
     w, h = size_wh
     photo = np.full((h, w, 3), 255, np.uint8)
     parsing = np.zeros((h, w), np.uint8)
-    regions = [("skin", SKIN, (0.42, 0.05, 0.58, 0.2)), ("top", TOP, (0.3, 0.2, 0.7, 0.55)),
-               ("bottom", BOTTOM, (0.33, 0.55, 0.67, 0.95))]  # fmt: skip
+    regions = [
+        ("skin", SKIN, (0.42, 0.05, 0.58, 0.2)),
+        ("top", TOP, (0.3, 0.2, 0.7, 0.55)),
+        ("bottom", BOTTOM, (0.33, 0.55, 0.67, 0.95)),
+    ]
     for name, color, (x0, y0, x1, y1) in regions:
         photo[int(y0 * h) : int(y1 * h), int(x0 * w) : int(x1 * w)] = color
         parsing[int(y0 * h) : int(y1 * h), int(x0 * w) : int(x1 * w)] = parsing_classes[name]
@@ -61,7 +64,9 @@ def dresscode(tmp_path) -> Path:
         for sub in ("images", "label_maps", "keypoints", "skeletons", "dense"):
             (root / category / sub).mkdir(parents=True)
         for pid in ("013563", "013564"):
-            photo, parsing = draw_person((192, 256), {"skin": 11, "top": 4, "bottom": 6 if category != "dresses" else 7})
+            photo, parsing = draw_person(
+                (192, 256), {"skin": 11, "top": 4, "bottom": 6 if category != "dresses" else 7}
+            )
             photo.save(root / category / "images" / f"{pid}_0.jpg", quality=95)
             parsing.save(root / category / "label_maps" / f"{pid}_4.png")
             color = BOTTOM if category == "lower_body" else TOP
@@ -78,9 +83,13 @@ def deepfashion(tmp_path) -> Path:
     (root / "images").mkdir(parents=True)
     (root / "segm").mkdir()
     (root / "keypoints").mkdir()
-    names = ["MEN-Denim-id_00000080-01_1_front", "MEN-Denim-id_00000080-01_7_additional",
-             "WOMEN-Blouses_Shirts-id_00000001-02_1_front", "WOMEN-Blouses_Shirts-id_00000001-02_2_side",
-             "WOMEN-Blouses_Shirts-id_00000001-02_4_full"]  # fmt: skip
+    names = [
+        "MEN-Denim-id_00000080-01_1_front",
+        "MEN-Denim-id_00000080-01_7_additional",
+        "WOMEN-Blouses_Shirts-id_00000001-02_1_front",
+        "WOMEN-Blouses_Shirts-id_00000001-02_2_side",
+        "WOMEN-Blouses_Shirts-id_00000001-02_4_full",
+    ]
     for name in names:
         photo, parsing = draw_person((375, 550), {"skin": 15, "top": 1, "bottom": 5})  # the dataset's 750x1101 aspect
         photo.save(root / "images" / f"{name}.jpg", quality=95)

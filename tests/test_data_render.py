@@ -16,9 +16,13 @@ from omfa.data.synthetic import SynthConfig, perturbed_pose, sample_spec, split_
 CONFIG = SynthConfig(seed=1, counts={"train": 60, "val": 8, "test": 16})
 SIZE_HW = CONFIG.size_hw  # the default 128x96
 PERSON = Identity("p", (205, 150, 110), (40, 30, 25), "short", "low", (20, 20, 20), 0.05, (0.0,) * 10)
-STRIPED_TOP = GarmentSpec("t1", "upper", "long_sleeve", Pattern("stripes", (200, 30, 30), (245, 245, 245), 0.12, 0.5), hem=0.6, sleeve=0.9)
+STRIPED_TOP = GarmentSpec(
+    "t1", "upper", "long_sleeve", Pattern("stripes", (200, 30, 30), (245, 245, 245), 0.12, 0.5), hem=0.6, sleeve=0.9
+)
 BLUE_TOP = GarmentSpec("t2", "upper", "short_sleeve", Pattern("solid", (30, 60, 190)), hem=0.6, sleeve=0.3)
-GREEN_TROUSERS = GarmentSpec("b1", "lower", "trousers", Pattern("checks", (40, 140, 60), (230, 230, 120), 0.12, 0.4), hem=0.95)
+GREEN_TROUSERS = GarmentSpec(
+    "b1", "lower", "trousers", Pattern("checks", (40, 140, 60), (230, 230, 120), 0.12, 0.4), hem=0.95
+)
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +123,9 @@ def test_generated_garments_match_their_shop_images(samples):
                 if len(worn) < 30:  # hidden by the pose or the view
                     continue
                 own.append(overlap(worn, shop_pixels(sample[f"{slot}_{outfit}"], sample[f"mask_{slot}_{outfit}"])))
-                crossed.append(overlap(worn, shop_pixels(sample[f"{other}_{outfit}"], sample[f"mask_{other}_{outfit}"])))
+                crossed.append(
+                    overlap(worn, shop_pixels(sample[f"{other}_{outfit}"], sample[f"mask_{other}_{outfit}"]))
+                )
     assert len(own) >= 6
     assert min(own) > 0.45 and np.mean(own) > np.mean(crossed) + 0.3
 
@@ -128,7 +134,9 @@ def test_garments_cover_plausible_fractions(room, samples):
     posed = room.posed(perturbed_pose(room.presets["a_pose"], 0), PERSON.shape)
     _, labels = room.person_image(PERSON, (STRIPED_TOP, GREEN_TROUSERS), posed, 0.0)
     person = labels > 0
-    fractions = {name: (labels == LABELS[name]).sum() / person.sum() for name in ("upper", "lower", "skin", "hair", "shoes")}
+    fractions = {
+        name: (labels == LABELS[name]).sum() / person.sum() for name in ("upper", "lower", "skin", "hair", "shoes")
+    }
     assert 0.25 < fractions["upper"] < 0.55 and 0.2 < fractions["lower"] < 0.5
     assert 0.04 < fractions["skin"] < 0.3 and fractions["hair"] > 0.005 and fractions["shoes"] > 0.005
     assert 700 < person.sum() < 3000  # a 1.7 m body in the 128x96 canvas
@@ -146,4 +154,3 @@ def test_same_spec_same_pixels(room, samples):
     again = room.render(sample_spec(CONFIG, "train", 20, room.presets, partition))
     for key in (*SAMPLE_IMAGES, *SAMPLE_LABELS, *SAMPLE_MASKS):
         assert np.array_equal(again[key], samples[1][key]), key
-

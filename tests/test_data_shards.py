@@ -21,7 +21,11 @@ TINY = SynthConfig(seed=3, counts={"train": 6, "val": 2, "test": 8})
 
 
 def digest_tree(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -36,8 +40,11 @@ def tiny(tmp_path_factory) -> Path:
 
 def test_layout_and_reading_back(tiny):
     assert sorted(p.name for p in (tiny / "train").iterdir()) == [
-        "shard-000000.json", "shard-000000.tar", "shard-000001.json", "shard-000001.tar",
-    ]  # fmt: skip
+        "shard-000000.json",
+        "shard-000000.tar",
+        "shard-000001.json",
+        "shard-000001.tar",
+    ]
     train = ShardDataset(tiny, "train")
     assert len(train) == 6 and train.keys() == [f"train-{i:06d}" for i in range(6)]
     sample = train[5]
@@ -133,8 +140,13 @@ def test_the_image_size_is_recorded_and_older_datasets_are_128x96(tiny, tmp_path
     assert report.samples == 2 and (old / "dataset.json").read_bytes() == before
     assert digest_tree(old / "train") == digest_tree(tiny / "train")
     with pytest.raises(DatasetError, match=r"other settings \(config"):
-        generate(old, SynthConfig(seed=TINY.seed, counts=TINY.counts, size_hw=(64, 48)), workers=1, shard_size=4,
-                 log=lambda _: None)
+        generate(
+            old,
+            SynthConfig(seed=TINY.seed, counts=TINY.counts, size_hw=(64, 48)),
+            workers=1,
+            shard_size=4,
+            log=lambda _: None,
+        )
 
 
 def test_sizes_must_tile_into_patches():
@@ -153,7 +165,12 @@ def test_cli_contact_sheet(tmp_path):
     from omfa.data.cli import main
 
     path = tmp_path / "sheet.png"
-    assert main(["synth", "--sheet", str(path), "--rows", "2", "--train", "16", "--val", "0", "--test", "0", "--seed", "2"]) == 0
+    assert (
+        main(
+            ["synth", "--sheet", str(path), "--rows", "2", "--train", "16", "--val", "0", "--test", "0", "--seed", "2"]
+        )
+        == 0
+    )
     sheet = np.asarray(Image.open(path))
     # Two rows of 128 px tiles at 2x with 4 px gaps, under an 18 px title bar; ten columns.
     assert sheet.shape[0] == 18 + 2 * (128 + 4) * 2 and sheet.shape[1] == 70 + 10 * (96 + 4) * 2

@@ -32,7 +32,10 @@ def partition(presets):
 
 @pytest.fixture(scope="module")
 def specs(presets, partition):
-    return {split: [sample_spec(CONFIG, split, i, presets, partition) for i in range(n)] for split, n in CONFIG.counts.items()}
+    return {
+        split: [sample_spec(CONFIG, split, i, presets, partition) for i in range(n)]
+        for split, n in CONFIG.counts.items()
+    }
 
 
 def test_presets_are_partitioned(presets, partition):

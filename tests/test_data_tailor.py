@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from omfa.data.garments import GarmentSpec, Pattern
-from omfa.pose.lowpoly import LowPolyBody
 from omfa.data.people import identity_layers, sample_identity
 from omfa.data.tailor import FRAMES, REGIONS, Tailor, place, vertex_normals
 from omfa.pose.body import PART_NAMES, Pose, load_body
+from omfa.pose.lowpoly import LowPolyBody
 
 STRIPES = Pattern("stripes", (200, 30, 30), (250, 250, 250), 0.1, 0.4)
 
@@ -63,7 +63,11 @@ def test_longer_sleeves_and_hems_cover_more(tailor):
 
 def test_sleeveless_keeps_the_trunk_sides(tailor):
     sleeveless = tailor.cloth(top(-0.06)).field
-    torso = tailor.is_part["torso"] & (tailor.vertices[:, 1] < tailor.y_armpit - 0.02) & (tailor.vertices[:, 1] > tailor.y_navel)
+    torso = (
+        tailor.is_part["torso"]
+        & (tailor.vertices[:, 1] < tailor.y_armpit - 0.02)
+        & (tailor.vertices[:, 1] > tailor.y_navel)
+    )
     assert (sleeveless[torso] > 0).mean() > 0.98
     arms = tailor.is_part["left_forearm"] | tailor.is_part["right_forearm"]
     assert (sleeveless[arms] <= 0).all()
@@ -138,6 +142,10 @@ def test_identity_layers_hair_and_shoes(tailor):
     cap = tailor.hair_field(0.45, -0.35)
     # The cap covers the top and back of the head, not the face.
     assert (cap[head & (tailor.vertices[:, 1] > tailor.head_center[1] + 0.08)] > 0).all()
-    face = head & (tailor.vertices[:, 2] > tailor.head_center[2] + 0.08) & (np.abs(tailor.vertices[:, 1] - tailor.head_center[1]) < 0.02)
+    face = (
+        head
+        & (tailor.vertices[:, 2] > tailor.head_center[2] + 0.08)
+        & (np.abs(tailor.vertices[:, 1] - tailor.head_center[1]) < 0.02)
+    )
     assert (cap[face] <= 0).all()
     assert PART_NAMES.index("head") >= 0

@@ -6,8 +6,8 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-
 from engine_helpers import HW, random_image, tiny_model, tiny_pipe
+
 from omfa.cache import ConditionCache
 from omfa.canvas import SLOT_INDEX, TASKS, Role
 from omfa.data.examples import example_from_sample, sample_tasks
@@ -31,9 +31,18 @@ def _run(pipe, task, images, use_cache, scheduler="ddim", seed=1, steps=4, guida
     kwargs = {s: images[s] for s in spec.conditions}
     if spec.uses_pose:
         kwargs["pose"] = images["pose"]
-    return list(pipe.stream(task, **kwargs, num_inference_steps=steps, guidance_scale=guidance,
-                            generator=torch.Generator().manual_seed(seed), scheduler=scheduler,
-                            use_cache=use_cache, output_type="pt"))
+    return list(
+        pipe.stream(
+            task,
+            **kwargs,
+            num_inference_steps=steps,
+            guidance_scale=guidance,
+            generator=torch.Generator().manual_seed(seed),
+            scheduler=scheduler,
+            use_cache=use_cache,
+            output_type="pt",
+        )
+    )
 
 
 @pytest.mark.parametrize("task", list(TASKS))
@@ -91,7 +100,7 @@ def test_slots_encoded_separately_equal_jointly():
     conds = torch.randn(1, 2, 3, *HW, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         joint = model.encode_conditions(conds, [1, 2])
-        parts = ConditionKV.cat([model.encode_conditions(conds[:, i:i + 1], [s]) for i, s in enumerate([1, 2])])
+        parts = ConditionKV.cat([model.encode_conditions(conds[:, i : i + 1], [s]) for i, s in enumerate([1, 2])])
     for (k1, v1), (k2, v2) in zip(joint.layers, parts.layers):
         assert torch.allclose(k1, k2, atol=1e-6) and torch.allclose(v1, v2, atol=1e-6)
 
@@ -101,8 +110,9 @@ def test_full_condition_attention_ablation_refuses_the_cache():
     conds = torch.randn(1, 2, 3, *HW)
     with pytest.raises(ValueError, match="not exact"):
         model.encode_conditions(conds, [1, 2])
-    out = model(torch.randn(1, 1, 3, *HW), [0], torch.tensor([0.3]), conds, [1, 2], None,
-                torch.tensor([[False, False]]))
+    out = model(
+        torch.randn(1, 1, 3, *HW), [0], torch.tensor([0.3]), conds, [1, 2], None, torch.tensor([[False, False]])
+    )
     assert torch.isfinite(out).all()  # every condition dropped: still no NaN from an empty softmax
 
 
@@ -129,11 +139,23 @@ def test_same_seed_same_image_other_seed_differs(pipe, images):
 
 
 def test_last_preview_is_the_output(pipe, images):
-    out = pipe.try_on(images["reference"], images["pose"], upper=images["upper"], num_inference_steps=3,
-                      generator=torch.Generator().manual_seed(2))
-    previews = list(pipe.stream("try_on_upper", reference=images["reference"], upper=images["upper"],
-                                pose=images["pose"], num_inference_steps=3,
-                                generator=torch.Generator().manual_seed(2)))
+    out = pipe.try_on(
+        images["reference"],
+        images["pose"],
+        upper=images["upper"],
+        num_inference_steps=3,
+        generator=torch.Generator().manual_seed(2),
+    )
+    previews = list(
+        pipe.stream(
+            "try_on_upper",
+            reference=images["reference"],
+            upper=images["upper"],
+            pose=images["pose"],
+            num_inference_steps=3,
+            generator=torch.Generator().manual_seed(2),
+        )
+    )
     assert [p.final for p in previews] == [False, False, True]
     assert np.array_equal(np.asarray(previews[-1].images["person"]), np.asarray(out.images["person"]))
     assert isinstance(out.images["person"], PIL.Image.Image) and out.images["person"].size == (HW[1], HW[0])
@@ -207,12 +229,15 @@ def test_condition_cache_is_bounded_by_bytes():
 )
 def test_bad_inputs_raise_clear_errors(pipe, images, kwargs, message):
     named = {
-        "R": images["reference"], "P": images["pose"], "U": images["upper"],
+        "R": images["reference"],
+        "P": images["pose"],
+        "U": images["upper"],
         "small": np.zeros((10, 10, 3), np.uint8),
         "rgba": PIL.Image.new("RGBA", (HW[1], HW[0])),
     }
-    kwargs = {k: named.get(v, v) if isinstance(v, str) and k != "task" and k != "scheduler" else v
-              for k, v in kwargs.items()}
+    kwargs = {
+        k: named.get(v, v) if isinstance(v, str) and k != "task" and k != "scheduler" else v for k, v in kwargs.items()
+    }
     with pytest.raises(ValueError, match=message):
         list(pipe.stream(**kwargs))
 
@@ -224,9 +249,17 @@ def test_vae_latent_canvas_runs_and_caches_exactly(images):
     from omfa.pipeline import OMFAPipeline
 
     torch.manual_seed(0)
-    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 8),
-                        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-                        layers_per_block=1, norm_num_groups=4, sample_size=32).eval()
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        block_out_channels=(8, 8),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        layers_per_block=1,
+        norm_num_groups=4,
+        sample_size=32,
+    ).eval()
     model = tiny_model(10, sample_size=(16, 12), in_channels=4, pose_channels=4, patch_size=4)
     pipe = OMFAPipeline(model, make_scheduler("ddim"), vae=vae)
     assert pipe.canvas_hw == HW

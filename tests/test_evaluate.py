@@ -57,7 +57,9 @@ def test_pattern_fidelity_is_the_high_pass_correlation():
     # a garment's outline is not its print: a flat silhouette on white scores 0 against a striped one
     shop, silhouette = np.full((*HW, 3), 255, np.uint8), np.full((*HW, 3), 255, np.uint8)
     shop[inside], silhouette[inside] = truth[inside], (200, 40, 40)
-    assert pattern_fidelity(silhouette, shop, inside) == 0.0 and pattern_fidelity(shop, shop, inside) == pytest.approx(1.0)
+    assert pattern_fidelity(silhouette, shop, inside) == 0.0 and pattern_fidelity(shop, shop, inside) == pytest.approx(
+        1.0
+    )
 
 
 def test_silhouette_iou_of_shop_images():
@@ -85,8 +87,12 @@ def _sample(replaced: str) -> dict:
     mask = np.zeros(HW, bool)
     mask[8:24, 4:20] = True
     keys = ["reference", "person", "person_same", "pose", "upper_a", "lower_a", "upper_b", "lower_b"]
-    return ({k: image() for k in keys} | {f"labels_{k}": labels for k in ("reference", "person", "person_same")}
-            | {f"mask_{s}_{o}": mask for s in ("upper", "lower") for o in "ab"} | {"meta": {"replaced": replaced}})
+    return (
+        {k: image() for k in keys}
+        | {f"labels_{k}": labels for k in ("reference", "person", "person_same")}
+        | {f"mask_{s}_{o}": mask for s in ("upper", "lower") for o in "ab"}
+        | {"meta": {"replaced": replaced}}
+    )
 
 
 def test_cases_take_the_right_inputs_and_truth():
@@ -103,17 +109,29 @@ def test_cases_take_the_right_inputs_and_truth():
 
 def test_baselines_and_table():
     cases = cases_from_sample(_sample("upper"), ["try_on", "try_off"])
-    means = {"upper": np.full((*HW, 3), 200, np.uint8), "lower": np.full((*HW, 3), 100, np.uint8),
-             "upper_silhouette": np.ones(HW, bool), "lower_silhouette": np.ones(HW, bool)}
-    table = evaluate({"copy": baselines(means)["copy-portrait"], "truth": lambda c: c.truth,
-                      "mean": baselines(means)["mean-garment"]}, cases)
+    means = {
+        "upper": np.full((*HW, 3), 200, np.uint8),
+        "lower": np.full((*HW, 3), 100, np.uint8),
+        "upper_silhouette": np.ones(HW, bool),
+        "lower_silhouette": np.ones(HW, bool),
+    }
+    table = evaluate(
+        {
+            "copy": baselines(means)["copy-portrait"],
+            "truth": lambda c: c.truth,
+            "mean": baselines(means)["mean-garment"],
+        },
+        cases,
+    )
     assert table["try_on"]["truth"]["psnr"] > 90 and table["try_on"]["copy"]["psnr"] < 20
     assert "mean" not in table["try_on"] and table["try_off"]["mean"]["n"] == 2  # try-off only
     # the pattern and silhouette metrics: exact for the truth; IoU only scores try-off
     assert table["try_on"]["truth"]["pattern"] == pytest.approx(1.0) and "iou" not in table["try_on"]["truth"]
     assert table["try_off"]["truth"]["pattern"] == pytest.approx(1.0)
     assert table["try_off"]["mean"]["pattern"] == 0.0  # a flat mean garment has no print
-    assert "iou" in table["try_off"]["truth"] and table["try_off"]["mean"]["iou"] == pytest.approx(16 * 16 / (32 * 24), abs=1e-4)
+    assert "iou" in table["try_off"]["truth"] and table["try_off"]["mean"]["iou"] == pytest.approx(
+        16 * 16 / (32 * 24), abs=1e-4
+    )
     assert "| pattern | iou |" in format_table(table)
 
 
@@ -123,7 +141,13 @@ def test_spread_cases_alternates_families():
         cases += cases_from_sample(_sample(r), ["try_on", "try_off", "multiview"])
     picked = spread_cases(cases, 6)
     assert len(picked) == 6
-    family = {"try_on_upper": "on", "try_on_lower": "on", "outfit": "on", "try_off_upper": "off",
-              "try_off_lower": "off", "multiview": "mv"}
+    family = {
+        "try_on_upper": "on",
+        "try_on_lower": "on",
+        "outfit": "on",
+        "try_off_upper": "off",
+        "try_off_lower": "off",
+        "multiview": "mv",
+    }
     assert {family[c.task] for c in picked[:3]} == {"on", "off", "mv"}
     assert all(isinstance(c, Case) for c in picked)

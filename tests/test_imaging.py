@@ -103,8 +103,11 @@ def test_large_jpeg_is_downscaled_quickly():
 
 def test_damaged_variants_never_raise_anything_else():
     rng = np.random.default_rng(7)
-    sources = [hostile.encode(hostile.upright_pattern(), "PNG"),
-               hostile.photo_jpeg(skdata.astronaut()), hostile.animated_gif()]
+    sources = [
+        hostile.encode(hostile.upright_pattern(), "PNG"),
+        hostile.photo_jpeg(skdata.astronaut()),
+        hostile.animated_gif(),
+    ]
     variants = [v for s in sources for v in hostile.truncations(s, 12) + hostile.byte_flips(s, 12, rng)]
     outcomes = {"error": 0, "image": 0}
     for variant in variants:
@@ -129,11 +132,13 @@ def test_bombs_keep_memory_bounded():
         "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
         "for data in files:\n"
         "    try:\n        load_image(data)\n    except ImageInputError:\n        pass\n"
-        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) // 1024)\n")
+        "print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) // 1024)\n"
+    )
     tests_dir = Path(__file__).parent
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tests_dir.parent), str(tests_dir)]))
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env,
-                         check=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, check=True, timeout=60
+    )
     growth_mb = int(out.stdout.split()[-1])
     assert growth_mb < 50, f"peak RSS grew by {growth_mb} MB"  # a decoded 20000^2 bomb is 400 MB
 
@@ -151,8 +156,7 @@ def test_array_and_path_sources(tmp_path):
         load_image(pattern[..., :2])
     path = tmp_path / "photo.jpg"
     path.write_bytes(hostile.exif_jpeg(6))
-    np.testing.assert_allclose(hostile.quadrant_colours(np.asarray(load_image(path))),
-                               hostile.QUADRANT_RGB, atol=12)
+    np.testing.assert_allclose(hostile.quadrant_colours(np.asarray(load_image(path))), hostile.QUADRANT_RGB, atol=12)
     with pytest.raises(ImageInputError, match="no image file at 'missing.png'"):
         load_image(tmp_path / "missing.png")
     with pytest.raises(ImageInputError, match="the limit is 100 bytes"):
@@ -161,6 +165,7 @@ def test_array_and_path_sources(tmp_path):
 
 def test_pil_image_of_refused_format():
     import io
+
     ico = Image.open(io.BytesIO(hostile.encode(hostile.upright_pattern(), "ICO")))
     with pytest.raises(ImageInputError, match="ICO images are not supported"):
         load_image(ico)
@@ -181,7 +186,7 @@ def _ideal_body(top: float = 50.0, height: float = 400.0, axis_x: float = 200.0)
             xy[LANDMARK[name]] = (axis_x + side * 0.1 * height, top + frac * height)
     xy[LANDMARK["nose"]] = (axis_x, top + framing.NOSE_FRACTION * height)
     mask = np.zeros((500, 400), np.float32)
-    mask[int(top): int(top + height), int(axis_x - 40): int(axis_x + 40)] = 1.0
+    mask[int(top) : int(top + height), int(axis_x - 40) : int(axis_x + 40)] = 1.0
     return xy, vis, mask
 
 
@@ -193,14 +198,14 @@ def test_frame_person_full_body_is_exact():
     assert frame.head_top_y == 50.0 and frame.height_px == pytest.approx(400.0, rel=1e-4)
     ch, cw = HW
     head, soles = frame.placement.apply(np.array([[200.0, 50.0], [200.0, 450.0]]))
-    np.testing.assert_allclose(head, [cw / 2, (framing.FLOOR_FRACTION - PERSON_HEIGHT_FRACTION) * ch],
-                               atol=1e-3)
+    np.testing.assert_allclose(head, [cw / 2, (framing.FLOOR_FRACTION - PERSON_HEIGHT_FRACTION) * ch], atol=1e-3)
     np.testing.assert_allclose(soles, [cw / 2, framing.FLOOR_FRACTION * ch], atol=1e-3)
 
 
-@pytest.mark.parametrize("hidden, group, whole", [
-    (("feet",), "ankles", True), (("feet", "ankles"), "knees", False),
-    (("feet", "ankles", "knees"), "hips", False)])
+@pytest.mark.parametrize(
+    "hidden, group, whole",
+    [(("feet",), "ankles", True), (("feet", "ankles"), "knees", False), (("feet", "ankles", "knees"), "hips", False)],
+)
 def test_frame_person_lower_groups_extrapolate_exactly(hidden, group, whole):
     xy, vis, mask = _ideal_body()
     for name, names, _ in framing.STATURE_FRACTION:
@@ -379,9 +384,24 @@ def _tshirt_photo() -> np.ndarray:
     """A striped T-shirt laid flat on a light backdrop, with sensor noise: (480, 400, 3)."""
     img = Image.new("RGB", (400, 480), (235, 235, 230))
     d = ImageDraw.Draw(img)
-    d.polygon([(130, 60), (170, 50), (200, 80), (230, 50), (270, 60), (360, 130), (320, 190),
-               (290, 160), (290, 420), (110, 420), (110, 160), (80, 190), (40, 130)],
-              fill=(40, 90, 200))
+    d.polygon(
+        [
+            (130, 60),
+            (170, 50),
+            (200, 80),
+            (230, 50),
+            (270, 60),
+            (360, 130),
+            (320, 190),
+            (290, 160),
+            (290, 420),
+            (110, 420),
+            (110, 160),
+            (80, 190),
+            (40, 130),
+        ],
+        fill=(40, 90, 200),
+    )
     for y in range(70, 420, 30):
         d.line([(110, y), (290, y)], fill=(240, 240, 240), width=8)
     noise = np.random.default_rng(0).normal(0, 4, (480, 400, 3))
@@ -399,7 +419,7 @@ def test_flat_garment_is_centred_on_white():
     assert abs((x1 - x0) - 0.9 * cw) <= 2 and abs((x0 + x1) / 2 - cw / 2) <= 1.5
     assert abs((y0 + y1) / 2 - ch / 2) <= 1.5
     assert (garment.image[:3] == 255).all()
-    centre = garment.image[ch // 2 - 5: ch // 2 + 5, cw // 2 - 5: cw // 2 + 5].reshape(-1, 3)
+    centre = garment.image[ch // 2 - 5 : ch // 2 + 5, cw // 2 - 5 : cw // 2 + 5].reshape(-1, 3)
     assert (centre[:, 2] > 150).any() and (centre.min(axis=1) > 200).any()  # blue and white stripes
 
 
@@ -441,8 +461,7 @@ def test_u2netp_matches_rembg(monkeypatch):
     theirs = np.asarray(U2netpSession("u2netp", ort.SessionOptions()).predict(photo)[0])
     prob = U2NetP().probability(np.asarray(photo))
     stretched = (prob - prob.min()) / (prob.max() - prob.min())  # rembg's min-max step
-    ours = np.asarray(Image.fromarray((stretched * 255).astype(np.uint8)).resize(
-        photo.size, Image.Resampling.LANCZOS))
+    ours = np.asarray(Image.fromarray((stretched * 255).astype(np.uint8)).resize(photo.size, Image.Resampling.LANCZOS))
     assert np.abs(theirs.astype(int) - ours).max() <= 1
 
 

@@ -31,20 +31,29 @@ def python_files(*places: Path) -> list[Path]:
 
 
 def test_importing_the_studio_loads_no_gradio():
-    script = (f"import sys\nimport {', '.join(STUDIO_MODULES)}\n"
-              "print(sorted(m for m in sys.modules if m.split('.')[0] in ('gradio', 'gradio_client')))")  # fmt: skip
+    script = (
+        f"import sys\nimport {', '.join(STUDIO_MODULES)}\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('gradio', 'gradio_client')))"
+    )
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip() == "[]", done.stdout
 
 
 def test_only_the_app_layer_imports_gradio():
-    offenders = [str(f.relative_to(ROOT)) for f in python_files(OMFA) if not f.is_relative_to(OMFA / "app")
-                 and any(m.split(".")[0] in ("gradio", "gradio_client") for m in imported_modules(f))]  # fmt: skip
+    offenders = [
+        str(f.relative_to(ROOT))
+        for f in python_files(OMFA)
+        if not f.is_relative_to(OMFA / "app")
+        and any(m.split(".")[0] in ("gradio", "gradio_client") for m in imported_modules(f))
+    ]
     assert offenders == [], f"only omfa/app/ and app.py may import gradio: {offenders}"
 
 
 def test_the_runtime_does_not_import_the_data_generator():
-    offenders = [str(f.relative_to(ROOT)) for f in python_files(*RUNTIME)
-                 if any(m == "omfa.data" or m.startswith("omfa.data.") for m in imported_modules(f))]  # fmt: skip
+    offenders = [
+        str(f.relative_to(ROOT))
+        for f in python_files(*RUNTIME)
+        if any(m == "omfa.data" or m.startswith("omfa.data.") for m in imported_modules(f))
+    ]
     assert offenders == [], f"the studio, app, pipeline and imaging must not import omfa.data: {offenders}"

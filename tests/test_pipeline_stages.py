@@ -33,16 +33,20 @@ def seeded(seed: int) -> torch.Generator:
 def test_try_on_plans(images):
     flat = try_on_stages(images["reference"], images["pose"], upper=images["upper"])
     assert [(s.task, s.name, s.carry, s.seed) for s in flat] == [("try_on_upper", "try_on", False, None)]
-    mixed = try_on_stages(images["reference"], images["pose"], upper=images["upper"],
-                          take_off=[(images["dressed"], "lower")])  # fmt: skip
-    assert [(s.task, s.name, s.carry) for s in mixed] == [("try_off_lower", "try_off", True),
-                                                          ("outfit", "try_on", False)]  # fmt: skip
+    mixed = try_on_stages(
+        images["reference"], images["pose"], upper=images["upper"], take_off=[(images["dressed"], "lower")]
+    )
+    assert [(s.task, s.name, s.carry) for s in mixed] == [
+        ("try_off_lower", "try_off", True),
+        ("outfit", "try_on", False),
+    ]
     assert set(mixed[1].inputs) == {"reference", "pose", "upper"}  # the bottom comes from the try-off
     both = try_on_stages(images["reference"], images["pose"], take_off=[(images["dressed"], "both")])
     assert [s.task for s in both] == ["try_off_outfit", "outfit"]
     with pytest.raises(ValueError, match="two garments were given for the upper"):
-        try_on_stages(images["reference"], images["pose"], upper=images["upper"],
-                      take_off=[(images["dressed"], "both")])  # fmt: skip
+        try_on_stages(
+            images["reference"], images["pose"], upper=images["upper"], take_off=[(images["dressed"], "both")]
+        )
     with pytest.raises(ValueError, match="which must be one of upper, lower, both, got 'hat'"):
         try_on_stages(images["reference"], images["pose"], take_off=[(images["dressed"], "hat")])
     with pytest.raises(ValueError, match="try-on needs a garment"):
@@ -60,37 +64,66 @@ def test_multiview_plans(images):
 
 def test_transfer_is_try_off_then_try_on_with_one_generator_and_unrounded_garments(pipe, images):
     generator = seeded(3)
-    off = list(pipe.stream("try_off_upper", reference=images["dressed"], num_inference_steps=STEPS,
-                           generator=generator, output_type="pt"))[-1]  # fmt: skip
-    on = pipe("try_on_upper", reference=images["reference"], pose=images["pose"], upper=off.images["upper"],
-              num_inference_steps=STEPS, generator=generator)  # the same generator, the garment as a tensor
-    out = pipe.transfer(images["dressed"], images["reference"], images["pose"], "upper",
-                        num_inference_steps=STEPS, generator=seeded(3))  # fmt: skip
+    off = list(
+        pipe.stream(
+            "try_off_upper",
+            reference=images["dressed"],
+            num_inference_steps=STEPS,
+            generator=generator,
+            output_type="pt",
+        )
+    )[-1]
+    on = pipe(
+        "try_on_upper",
+        reference=images["reference"],
+        pose=images["pose"],
+        upper=off.images["upper"],
+        num_inference_steps=STEPS,
+        generator=generator,
+    )  # the same generator, the garment as a tensor
+    out = pipe.transfer(
+        images["dressed"], images["reference"], images["pose"], "upper", num_inference_steps=STEPS, generator=seeded(3)
+    )
     assert np.array_equal(np.asarray(out.images["person"]), np.asarray(on.images["person"]))
     assert np.array_equal(np.asarray(out.extra["garments"]["upper"]), tensor_to_image(off.images["upper"]))
 
 
 def test_every_preview_names_its_stage(pipe, images):
-    previews = list(pipe.stream_transfer(images["dressed"], images["reference"], images["pose"], "both",
-                                         num_inference_steps=2, generator=seeded(0)))  # fmt: skip
+    previews = list(
+        pipe.stream_transfer(
+            images["dressed"], images["reference"], images["pose"], "both", num_inference_steps=2, generator=seeded(0)
+        )
+    )
     assert [(p.stage, p.stage_index, p.task, p.step, p.final) for p in previews] == [
-        ("try_off", 0, "try_off_outfit", 0, False), ("try_off", 0, "try_off_outfit", 1, True),
-        ("try_on", 1, "outfit", 0, False), ("try_on", 1, "outfit", 1, True)]  # fmt: skip
-    tensors = list(pipe.stream_multiview(images["reference"], [images["pose"], images["pose_2"]], seed=1,
-                                         num_inference_steps=2, output_type="pt"))  # fmt: skip
+        ("try_off", 0, "try_off_outfit", 0, False),
+        ("try_off", 0, "try_off_outfit", 1, True),
+        ("try_on", 1, "outfit", 0, False),
+        ("try_on", 1, "outfit", 1, True),
+    ]
+    tensors = list(
+        pipe.stream_multiview(
+            images["reference"], [images["pose"], images["pose_2"]], seed=1, num_inference_steps=2, output_type="pt"
+        )
+    )
     assert [(p.view, p.stage_index) for p in tensors] == [(0, 0), (0, 0), (1, 1), (1, 1)]
     assert isinstance(tensors[-1].images["person"], torch.Tensor)
 
 
 def test_a_seeded_stage_is_independent_of_the_run_generator(pipe, images):
     # View k of a multi-view run is the single task seeded seed + k, whatever came before it.
-    views = pipe.multiview(images["reference"], [images["pose"], images["pose_2"]], seed=7,
-                           num_inference_steps=STEPS)  # fmt: skip
-    alone = pipe("multiview", reference=images["reference"], pose=images["pose_2"], num_inference_steps=STEPS,
-                 generator=seeded(8))  # fmt: skip
+    views = pipe.multiview(images["reference"], [images["pose"], images["pose_2"]], seed=7, num_inference_steps=STEPS)
+    alone = pipe(
+        "multiview",
+        reference=images["reference"],
+        pose=images["pose_2"],
+        num_inference_steps=STEPS,
+        generator=seeded(8),
+    )
     assert np.array_equal(np.asarray(views[1].images["person"]), np.asarray(alone.images["person"]))
-    stages = [Stage("multiview", {"reference": images["reference"], "pose": images["pose"]}),
-              Stage("multiview", {"reference": images["reference"], "pose": images["pose_2"]}, seed=8)]
+    stages = [
+        Stage("multiview", {"reference": images["reference"], "pose": images["pose"]}),
+        Stage("multiview", {"reference": images["reference"], "pose": images["pose_2"]}, seed=8),
+    ]
     finals = [p for p in pipe.stream_stages(stages, num_inference_steps=STEPS, generator=seeded(123)) if p.final]
     assert np.array_equal(np.asarray(finals[1].images["person"]), np.asarray(alone.images["person"]))
 

@@ -25,7 +25,9 @@ def test_render_thumbnail_map_and_glb(tmp_path) -> None:
     pose_map = np.asarray(Image.open(tmp_path / "m.png"))
     assert pose_map.shape == (128, 96, 3)
     assert {tuple(c) for c in np.unique(pose_map.reshape(-1, 3), axis=0)} <= {tuple(c) for c in PALETTE} | {(0, 0, 0)}
-    assert main(["pose", "render", "t_pose", "--size", "64x48", "--style", "map", "--out", str(tmp_path / "s.png")]) == 0
+    assert (
+        main(["pose", "render", "t_pose", "--size", "64x48", "--style", "map", "--out", str(tmp_path / "s.png")]) == 0
+    )
     assert Image.open(tmp_path / "s.png").size == (48, 64)
     assert main(["pose", "render", "a_pose", "--out", str(tmp_path / "a.glb")]) == 0
     assert (tmp_path / "a.glb").read_bytes()[:4] == b"glTF"

@@ -9,8 +9,8 @@ import pytest
 
 from omfa.gl import pyrender
 from omfa.pose.body import JOINT_NAMES, PART_NAMES, Pose
-from omfa.pose.edit import set_joint
 from omfa.pose.condition import pose_condition, sample_key
+from omfa.pose.edit import set_joint
 from omfa.pose.lowpoly import LowPolyBody
 from omfa.pose.render import PALETTE, PoseRenderer, RenderSizeError, export_glb, project
 
@@ -64,8 +64,11 @@ def test_project_lands_on_the_rendered_part(body, renderer) -> None:
 def test_render_lines_up_with_the_pose_map(body, renderer) -> None:
     mesh = body.posed(set_joint(Pose.zero(), "right_elbow", (0, 90, 0)))
     label = renderer.pose_map(mesh, 20.0, SIZE_HW)
-    primitive = pyrender.Primitive(positions=mesh.vertices, indices=mesh.faces.astype(np.uint32),
-                                   material=pyrender.MetallicRoughnessMaterial(baseColorFactor=(0.2, 0.3, 0.9, 1.0)))  # fmt: skip
+    primitive = pyrender.Primitive(
+        positions=mesh.vertices,
+        indices=mesh.faces.astype(np.uint32),
+        material=pyrender.MetallicRoughnessMaterial(baseColorFactor=(0.2, 0.3, 0.9, 1.0)),
+    )
     color, depth = renderer.render([pyrender.Mesh([primitive])], 20.0, SIZE_HW, flat=True)
     assert color.shape == (*SIZE_HW, 3) and depth.dtype == np.float32
     touched = np.any(color < 255, axis=-1)  # any coverage, anti-aliased edges included
@@ -75,7 +78,7 @@ def test_render_lines_up_with_the_pose_map(body, renderer) -> None:
     assert np.all(mapped[covered]) and np.all(touched[mapped])
     assert covered.sum() > 0.7 * mapped.sum()
     assert np.all(depth[~touched] == 0.0) and np.all(color[~touched] == 255)  # white background
-    assert 4.7 < depth[covered].min() and depth[covered].max() < 5.3  # metres from the camera
+    assert depth[covered].min() > 4.7 and depth[covered].max() < 5.3  # metres from the camera
 
 
 def test_thumbnail_has_a_face_only_in_front(body, renderer) -> None:
@@ -163,10 +166,12 @@ def test_surface_map_follows_the_body_not_the_image(lowpoly, renderer) -> None:
 
 def test_pose_condition_renders_the_named_kind(lowpoly, renderer) -> None:
     mesh = lowpoly.posed(Pose.zero())
-    np.testing.assert_array_equal(pose_condition(renderer, mesh, 30.0, SIZE_HW, "parts"),
-                                  renderer.pose_map(mesh, 30.0, SIZE_HW))
-    np.testing.assert_array_equal(pose_condition(renderer, mesh, 30.0, SIZE_HW, "surface"),
-                                  renderer.surface_map(mesh, 30.0, SIZE_HW))
+    np.testing.assert_array_equal(
+        pose_condition(renderer, mesh, 30.0, SIZE_HW, "parts"), renderer.pose_map(mesh, 30.0, SIZE_HW)
+    )
+    np.testing.assert_array_equal(
+        pose_condition(renderer, mesh, 30.0, SIZE_HW, "surface"), renderer.surface_map(mesh, 30.0, SIZE_HW)
+    )
     assert (sample_key("parts"), sample_key("surface", "reference")) == ("pose", "surface_ref")
     with pytest.raises(ValueError, match="unknown pose condition 'depth'; choose one of parts, surface"):
         pose_condition(renderer, mesh, 0.0, SIZE_HW, "depth")

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
+from engine_helpers import HW, random_image, tiny_model
 from safetensors.torch import save_file
 
-from engine_helpers import HW, random_image, tiny_model
 from omfa.canvas import TASKS
 from omfa.data.examples import Case
 from omfa.diffusion import make_scheduler
@@ -25,8 +27,19 @@ def test_refiner_keeps_the_condition_cache_exact(task):
     pipe = OMFAPipeline(tiny_model(11, refiner_channels=8), make_scheduler("ddim"))
     spec, images = TASKS[task], _inputs(np.random.default_rng(1))
     kwargs = {s: images[s] for s in spec.conditions} | ({"pose": images["pose"]} if spec.uses_pose else {})
-    runs = [list(pipe.stream(task, **kwargs, num_inference_steps=3, generator=torch.Generator().manual_seed(0),
-                             use_cache=cache, output_type="pt")) for cache in (True, False)]
+    runs = [
+        list(
+            pipe.stream(
+                task,
+                **kwargs,
+                num_inference_steps=3,
+                generator=torch.Generator().manual_seed(0),
+                use_cache=cache,
+                output_type="pt",
+            )
+        )
+        for cache in (True, False)
+    ]
     for slot in spec.targets:
         a, b = runs[0][-1].images[slot], runs[1][-1].images[slot]
         assert torch.allclose(a, b, atol=1e-4) and a.std() > 0.05
@@ -57,7 +70,12 @@ def test_growing_a_refiner_leaves_a_trained_model_unchanged(tmp_path):
         torch.nn.init.zeros_(layer.weight)
         torch.nn.init.zeros_(layer.bias)
     load_init_weights(grown, tmp_path / "w.safetensors")
-    x, t, conds, pose = torch.randn(2, 1, 3, *HW), torch.tensor([0.2, 0.9]), torch.randn(2, 2, 3, *HW), torch.randn(2, 3, *HW)
+    x, t, conds, pose = (
+        torch.randn(2, 1, 3, *HW),
+        torch.tensor([0.2, 0.9]),
+        torch.randn(2, 2, 3, *HW),
+        torch.randn(2, 3, *HW),
+    )
     with torch.no_grad():
         assert torch.equal(plain(x, [0], t, conds, [1, 2], pose), grown(x, [0], t, conds, [1, 2], pose))
     wrong = tiny_model(15, hidden_size=32)
@@ -79,7 +97,20 @@ def test_ablation_variants_change_only_their_switch():
     assert not variant_config(base, "full-condition-attention").local_condition_attention
     on, off = variant_config(base, "try-on-only").tasks, variant_config(base, "try-off-only").tasks
     assert set(on) | set(off) | {"multiview"} == set(base.tasks) and not set(on) & set(off)
-    assert set(VARIANTS) == {"partial", "full-canvas", "full-condition-attention", "try-on-only", "try-off-only"}
+    surface, min_snr = variant_config(base, "surface-pose"), variant_config(base, "min-snr")
+    assert surface == replace(base, pose_condition="surface") and min_snr == replace(base, loss_weighting="min_snr")
+    both = variant_config(base, "surface-min-snr")
+    assert (both.pose_condition, both.loss_weighting) == ("surface", "min_snr")
+    assert set(VARIANTS) == {
+        "partial",
+        "full-canvas",
+        "full-condition-attention",
+        "try-on-only",
+        "try-off-only",
+        "surface-pose",
+        "min-snr",
+        "surface-min-snr",
+    }
     with pytest.raises(ValueError, match="unknown ablation"):
         variant_config(base, "no-such")
 

@@ -53,10 +53,24 @@ def test_more_than_200_hostile_uploads_reach_every_upload_widget():
     names = [case.name for case in cases]
     assert len(cases) >= 200 and len(set(names)) == len(names)
     assert {case.target for case in cases} == set(TARGET_NAMES)
-    required = {"zero_bytes", "truncated_png", "truncated_jpeg", "one_by_one", "extreme_aspect", "png_bomb_20000",
-                "cmyk_jpeg", "png16_rgb", "palette_transparency", "animated_gif", "svg_as_png", "html_as_png",
-                "random_bytes", "non_person_portrait_cat", "garment_photo_without_garment",
-                *(f"exif_orientation_{k}" for k in range(1, 9))}  # fmt: skip
+    required = {
+        "zero_bytes",
+        "truncated_png",
+        "truncated_jpeg",
+        "one_by_one",
+        "extreme_aspect",
+        "png_bomb_20000",
+        "cmyk_jpeg",
+        "png16_rgb",
+        "palette_transparency",
+        "animated_gif",
+        "svg_as_png",
+        "html_as_png",
+        "random_bytes",
+        "non_person_portrait_cat",
+        "garment_photo_without_garment",
+        *(f"exif_orientation_{k}" for k in range(1, 9)),
+    }
     assert required <= set(names)
     quick = {case.name for case in upload_cases(quick=True)}
     assert 30 <= len(quick) < len(cases) and quick <= set(names)

@@ -6,9 +6,9 @@ from dataclasses import replace
 
 import numpy as np
 import torch
+from engine_helpers import HW
 from safetensors.torch import load_file
 
-from engine_helpers import HW
 from omfa.training.loop import CONFIGS, TaskSampler, collate, train
 
 KEYS = ["reference", "person", "person_same", "pose", "upper_a", "lower_a", "upper_b", "lower_b"]

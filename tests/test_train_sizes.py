@@ -17,8 +17,23 @@ def small_dataset(tmp_path_factory):
     from omfa.data.cli import main
 
     root = tmp_path_factory.mktemp("synth64") / "data"
-    args = ["synth", "--out", str(root), "--size", "64x48", "--train", "4", "--val", "0", "--test", "0",
-            "--seed", "3", "--workers", "1"]
+    args = [
+        "synth",
+        "--out",
+        str(root),
+        "--size",
+        "64x48",
+        "--train",
+        "4",
+        "--val",
+        "0",
+        "--test",
+        "0",
+        "--seed",
+        "3",
+        "--workers",
+        "1",
+    ]
     assert main(args) == 0
     return root
 
@@ -40,8 +55,21 @@ def test_training_takes_the_canvas_from_the_data(small_dataset, tmp_path):
     from omfa.training.loop import CONFIGS, train
 
     out = tmp_path / "run"
-    args = ["train", "--data", str(small_dataset), "--out", str(out), "--config", "tiny-test", "--steps", "5",
-            "--pose-condition", "surface", "--loss-weighting", "min_snr"]
+    args = [
+        "train",
+        "--data",
+        str(small_dataset),
+        "--out",
+        str(out),
+        "--config",
+        "tiny-test",
+        "--steps",
+        "5",
+        "--pose-condition",
+        "surface",
+        "--loss-weighting",
+        "min_snr",
+    ]
     assert main(args) == 0
     state = json.loads((out / "checkpoint" / "state.json").read_text())
     assert state["step"] == 5 and state["size_hw"] == [64, 48]
@@ -73,11 +101,28 @@ def test_evaluation_at_the_data_size(small_dataset, tmp_path):
     from omfa.training.evaluate import evaluate_models
 
     out = tmp_path / "run"
-    assert training_main(["train", "--data", str(small_dataset), "--out", str(out), "--config", "tiny-test",
-                          "--steps", "1", "--pose-condition", "surface"]) == 0
+    assert (
+        training_main(
+            [
+                "train",
+                "--data",
+                str(small_dataset),
+                "--out",
+                str(out),
+                "--config",
+                "tiny-test",
+                "--steps",
+                "1",
+                "--pose-condition",
+                "surface",
+            ]
+        )
+        == 0
+    )
     # the surface model gets surface maps for try-on, the recolour baseline the part colours
-    result = evaluate_models([f"surf={out / 'pipeline'}"], small_dataset, split="train",
-                             families=("try_on", "try_off"), steps=1, limit=1)
+    result = evaluate_models(
+        [f"surf={out / 'pipeline'}"], small_dataset, split="train", families=("try_on", "try_off"), steps=1, limit=1
+    )
     scores = result["table"]["try_off"]
     assert set(scores) == {"copy-portrait", "recolour", "mean-garment", "surf"}
     assert all({"pattern", "iou"} <= set(s) for s in scores.values())

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-
 from engine_helpers import HW, tiny_model
+
 from omfa.diffusion import NUM_TRAIN_TIMESTEPS, alphas_cumprod
 from omfa.training.batch import Batch
 from omfa.training.loss import MIN_SNR_GAMMA, add_noise, partial_diffusion_loss, timestep_weights
@@ -93,8 +93,9 @@ def test_uniform_weighting_is_the_plain_x0_mse():
     assert torch.equal(model.pred, pred_default)  # the weighting does not change the random draws
     assert torch.equal(default, uniform)
     assert torch.equal(uniform, F.mse_loss(model.pred.float(), batch.targets.float()))
-    assert torch.equal(timestep_weights(torch.arange(NUM_TRAIN_TIMESTEPS), ABAR.float(), "uniform"),
-                       torch.ones(NUM_TRAIN_TIMESTEPS))
+    assert torch.equal(
+        timestep_weights(torch.arange(NUM_TRAIN_TIMESTEPS), ABAR.float(), "uniform"), torch.ones(NUM_TRAIN_TIMESTEPS)
+    )
 
 
 def test_min_snr_weights_follow_the_formula():
@@ -127,5 +128,6 @@ def test_min_snr_loss_weights_each_sample_by_its_timestep():
 
 def test_unknown_weighting_is_an_error():
     with pytest.raises(ValueError, match="unknown loss weighting 'snr'; choose one of uniform, min_snr"):
-        partial_diffusion_loss(Recorder(), _batch(torch.Generator().manual_seed(0)), torch.Generator(), ABAR.float(),
-                               weighting="snr")
+        partial_diffusion_loss(
+            Recorder(), _batch(torch.Generator().manual_seed(0)), torch.Generator(), ABAR.float(), weighting="snr"
+        )

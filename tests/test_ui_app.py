@@ -26,7 +26,8 @@ import app  # noqa: E402
 
 gradio_client = pytest.importorskip("gradio_client")
 PORTRAIT, TOP, BOTTOM, DRESSED, ASTRONAUT = (
-    str(EXAMPLES_DIR / name) for name in ("portrait.png", "top.png", "bottom.png", "dressed.png", "astronaut.png"))  # fmt: skip
+    str(EXAMPLES_DIR / name) for name in ("portrait.png", "top.png", "bottom.png", "dressed.png", "astronaut.png")
+)
 
 
 def model_folder(tmp_root: Path) -> Path:
@@ -47,8 +48,9 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
     demo = app.build(model_folder(tmp_path_factory.mktemp("model")))
-    _, url, _ = demo.launch(server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True,
-                            **app.launch_kwargs())  # fmt: skip
+    _, url, _ = demo.launch(
+        server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True, **app.launch_kwargs()
+    )
     yield gradio_client.Client(url, verbose=False)
     demo.close()
 
@@ -111,8 +113,9 @@ def test_transfer_from_a_person_photo_shows_the_extracted_garment(client):
 
 
 def test_outfit_with_a_top_and_a_bottom(client):
-    outputs = run(client, "/outfit", file(PORTRAIT), file(TOP), file(BOTTOM), "preset", "runway_stride", 0, 2, 2.0,
-                  0, "ddim")  # fmt: skip
+    outputs = run(
+        client, "/outfit", file(PORTRAIT), file(TOP), file(BOTTOM), "preset", "runway_stride", 0, 2, 2.0, 0, "ddim"
+    )
     result, reference, top, bottom, pose, _, status = outputs[-1]
     assert result and top and bottom and status.startswith("Try-on done")
 
@@ -126,8 +129,9 @@ def test_pose_gallery_of_four_views(client):
 
 
 def test_a_real_photograph_as_portrait(client):
-    outputs = run(client, "/try_on", file(ASTRONAUT), file(TOP), "upper", "preset", "relaxed_stand", 0, 2, 2.0, 0,
-                  "ddim")  # fmt: skip
+    outputs = run(
+        client, "/try_on", file(ASTRONAUT), file(TOP), "upper", "preset", "relaxed_stand", 0, 2, 2.0, 0, "ddim"
+    )
     result, reference, *_ = outputs[-1]
     portrait = pixels(reference)
     assert pixels(result).shape == (384, 288, 3)

@@ -64,8 +64,9 @@ def test_run_settings_from_widgets_and_their_errors():
 
 
 def test_try_on_streams_every_step_and_equals_the_pipeline(ctx):
-    frames = list(stream_try_on(ctx, PORTRAIT, [(TOP, "upper")], PoseChoice("preset", "walking"),
-                                RunSettings(steps=4, seed=3)))  # fmt: skip
+    frames = list(
+        stream_try_on(ctx, PORTRAIT, [(TOP, "upper")], PoseChoice("preset", "walking"), RunSettings(steps=4, seed=3))
+    )
     assert step_statuses(frames, "Try-on") == [f"Try-on: step {k}/4" for k in range(1, 5)]
     assert frames[-1].done and frames[-1].progress == 1.0 and frames[-1].status.startswith("Try-on done in")
     progress = [f.progress for f in frames]
@@ -78,25 +79,38 @@ def test_try_on_streams_every_step_and_equals_the_pipeline(ctx):
     # The same request straight through the pipeline gives the same pixels.
     walking = get_preset("walking")
     pose_map = ctx.pose_map(walking.pose, walking.yaw_deg)
-    out = ctx.pipe("try_on_upper", reference=ctx.portrait(PORTRAIT).image, upper=ctx.garment(TOP).image,
-                   pose=pose_map, num_inference_steps=4, generator=seeded(3))  # fmt: skip
+    out = ctx.pipe(
+        "try_on_upper",
+        reference=ctx.portrait(PORTRAIT).image,
+        upper=ctx.garment(TOP).image,
+        pose=pose_map,
+        num_inference_steps=4,
+        generator=seeded(3),
+    )
     np.testing.assert_array_equal(frames[-1].images["result"], np.asarray(out.images["person"]))
     np.testing.assert_array_equal(frames[-1].images["pose"], pose_map)
 
 
 def test_transfer_from_a_dressed_person_equals_the_pipeline_transfer(ctx):
-    frames = list(stream_try_on(ctx, PORTRAIT, [(DRESSED, "upper")], PoseChoice("preset", "a_pose"),
-                                RunSettings(steps=3, seed=5)))  # fmt: skip
+    frames = list(
+        stream_try_on(ctx, PORTRAIT, [(DRESSED, "upper")], PoseChoice("preset", "a_pose"), RunSettings(steps=3, seed=5))
+    )
     assert step_statuses(frames, "Extracting the garment (try-off)") == [
-        f"Extracting the garment (try-off): step {k}/3" for k in range(1, 4)]  # fmt: skip
+        f"Extracting the garment (try-off): step {k}/3" for k in range(1, 4)
+    ]
     assert step_statuses(frames, "Try-on") == [f"Try-on: step {k}/3" for k in range(1, 4)]
     assert "upper" in frames[-1].images and "lower" not in frames[-1].images
     assert ctx.garment(DRESSED).kind == "person"
 
     a_pose = get_preset("a_pose")
-    out = ctx.pipe.transfer(ctx.garment(DRESSED).image, ctx.portrait(PORTRAIT).image,
-                            ctx.pose_map(a_pose.pose, a_pose.yaw_deg), "upper", num_inference_steps=3,
-                            generator=seeded(5))  # fmt: skip
+    out = ctx.pipe.transfer(
+        ctx.garment(DRESSED).image,
+        ctx.portrait(PORTRAIT).image,
+        ctx.pose_map(a_pose.pose, a_pose.yaw_deg),
+        "upper",
+        num_inference_steps=3,
+        generator=seeded(5),
+    )
     np.testing.assert_array_equal(frames[-1].images["result"], np.asarray(out.images["person"]))
     np.testing.assert_array_equal(frames[-1].images["upper"], np.asarray(out.extra["garments"]["upper"]))
 
@@ -106,9 +120,16 @@ def test_pipeline_transfer_and_multiview_give_the_studio_runs_pixels(ctx):
     settings = RunSettings(steps=2, guidance=3.0, seed=9, scheduler="euler")
     frames = list(stream_try_on(ctx, PORTRAIT, [(DRESSED, "both")], PoseChoice("preset", "walking", 30.0), settings))
     walking = get_preset("walking")
-    out = ctx.pipe.transfer(ctx.garment(DRESSED).image, ctx.portrait(PORTRAIT).image,
-                            ctx.pose_map(walking.pose, walking.yaw_deg + 30.0), "both", num_inference_steps=2,
-                            guidance_scale=3.0, scheduler="euler", generator=seeded(9))  # fmt: skip
+    out = ctx.pipe.transfer(
+        ctx.garment(DRESSED).image,
+        ctx.portrait(PORTRAIT).image,
+        ctx.pose_map(walking.pose, walking.yaw_deg + 30.0),
+        "both",
+        num_inference_steps=2,
+        guidance_scale=3.0,
+        scheduler="euler",
+        generator=seeded(9),
+    )
     assert out.task == "outfit"
     shown = {"result": out.images["person"], **out.extra["garments"]}
     assert set(shown) == {"result", "upper", "lower"}
@@ -117,8 +138,11 @@ def test_pipeline_transfer_and_multiview_give_the_studio_runs_pixels(ctx):
 
     # Every view of a gallery is the pipeline's multiview of the same pose maps (view k seeded seed + k).
     frames = list(stream_gallery(ctx, PORTRAIT, ["walking", "t_pose"], [0, -45], RunSettings(steps=2, seed=2)))
-    maps = [ctx.pose_map(get_preset(name).pose, get_preset(name).yaw_deg + turn)
-            for name in ("walking", "t_pose") for turn in (0, -45)]  # fmt: skip
+    maps = [
+        ctx.pose_map(get_preset(name).pose, get_preset(name).yaw_deg + turn)
+        for name in ("walking", "t_pose")
+        for turn in (0, -45)
+    ]
     views = ctx.pipe.multiview(ctx.portrait(PORTRAIT).image, maps, seed=2, num_inference_steps=2)
     assert len(frames[-1].gallery) == len(views) == 4
     for (image, caption), view in zip(frames[-1].gallery, views, strict=True):
@@ -152,11 +176,16 @@ def test_pose_gallery_adds_each_view_as_it_finishes(ctx):
     sizes = [len(f.gallery) for f in frames]
     assert sizes == sorted(sizes) and sizes[-1] == 4 and sorted(set(sizes)) == [0, 1, 2, 3, 4]
     assert [caption for _, caption in frames[-1].gallery] == [
-        "A-pose, turn 0", "A-pose, turn 90", "Side view, turn 0", "Side view, turn 90"]  # fmt: skip
+        "A-pose, turn 0",
+        "A-pose, turn 90",
+        "Side view, turn 0",
+        "Side view, turn 90",
+    ]
     # View 3 (side view turned 90: its own yaw 90 + 90) is seeded 4 + 3, like the pipeline's multiview.
     side = get_preset("side_view")
-    views = ctx.pipe.multiview(ctx.portrait(PORTRAIT).image, [ctx.pose_map(side.pose, 180.0)], seed=7,
-                               num_inference_steps=2)  # fmt: skip
+    views = ctx.pipe.multiview(
+        ctx.portrait(PORTRAIT).image, [ctx.pose_map(side.pose, 180.0)], seed=7, num_inference_steps=2
+    )
     np.testing.assert_array_equal(frames[-1].gallery[3][0], np.asarray(views[0].images["person"]))
 
 

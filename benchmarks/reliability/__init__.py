@@ -29,9 +29,15 @@ QUICK = {"quick": True, "jobs": 10, "clients": 5, "soak": 30, "cancel_cycles": 2
 FULL = {"quick": False, "jobs": 50, "clients": 10, "soak": 300, "cancel_cycles": 3}
 
 
-def run_reliability(model: Path | None = None, *, quick: bool = False, jobs: int | None = None,
-                    soak: int | None = None, steps: int = 2,
-                    workdir: Path | None = None) -> tuple[dict, list]:  # fmt: skip
+def run_reliability(
+    model: Path | None = None,
+    *,
+    quick: bool = False,
+    jobs: int | None = None,
+    soak: int | None = None,
+    steps: int = 2,
+    workdir: Path | None = None,
+) -> tuple[dict, list]:
     """Serve the app and run every check: (header facts, list of CheckResult).
 
     Args:
@@ -59,10 +65,13 @@ def run_reliability(model: Path | None = None, *, quick: bool = False, jobs: int
     cases = upload_cases(quick=plan["quick"])
     with ServedApp(model, work / "server") as app:
         header: dict[str, Any] = {
-            "model": described, "steps (load, soak)": steps, "server start s": round(time.perf_counter() - started, 1),
-            "server RSS after start MB": round(app.rss_mb()), "gradio": gradio.__version__,
+            "model": described,
+            "steps (load, soak)": steps,
+            "server start s": round(time.perf_counter() - started, 1),
+            "server RSS after start MB": round(app.rss_mb()),
+            "gradio": gradio.__version__,
             "machine": f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, {platform.python_version()}",
-        }  # fmt: skip
+        }
         results = [
             check_uploads(app, cases, work / "cases"),
             check_exif(app, work / "exif"),

@@ -25,8 +25,14 @@ from skimage import data as skdata
 from benchmarks.reliability.server import ROOT
 
 # Upload widgets hit by the suite, as "endpoint.input"; see benchmarks.reliability.uploads.TARGETS.
-TARGET_NAMES = ("try_on.portrait", "try_on.garment", "try_off.dressed", "outfit.bottom", "pose_gallery.portrait",
-                "pose_from_photo.photo")  # fmt: skip
+TARGET_NAMES = (
+    "try_on.portrait",
+    "try_on.garment",
+    "try_off.dressed",
+    "outfit.bottom",
+    "pose_gallery.portrait",
+    "pose_from_photo.photo",
+)
 
 
 @dataclass(frozen=True)
@@ -79,21 +85,30 @@ def _zip() -> bytes:
 
 
 def _variants(rng: np.random.Generator) -> list[tuple[str, bytes, str, str]]:
-    """(name, bytes, file name, expect) of the uploads added to the representative set of benchmarks.reliability.hostile."""
+    """(name, bytes, file name, expect) of the uploads added to the representative set of
+    benchmarks.reliability.hostile."""
     h = hostile()
     pattern = h.upright_pattern()
     photo = h.photo_jpeg(skdata.astronaut())
     grey = np.tile(np.linspace(0, 255, 96, dtype=np.uint8), (128, 1))
-    sources = {"png": _encode(pattern, "PNG"), "jpeg": photo, "gif": h.animated_gif(),
-               "webp": _encode(pattern, "WEBP", lossless=True), "png16": h.png16_rgb(),
-               "bmp": _encode(pattern, "BMP")}  # fmt: skip
+    sources = {
+        "png": _encode(pattern, "PNG"),
+        "jpeg": photo,
+        "gif": h.animated_gif(),
+        "webp": _encode(pattern, "WEBP", lossless=True),
+        "png16": h.png16_rgb(),
+        "bmp": _encode(pattern, "BMP"),
+    }
     out: list[tuple[str, bytes, str, str]] = []
     for fmt, data in sources.items():
-        out += [(f"truncated_{fmt}_{i}", cut, f"cut{i}.{fmt[:4]}", "any")
-                for i, cut in enumerate(h.truncations(data, 12))]  # fmt: skip
+        out += [
+            (f"truncated_{fmt}_{i}", cut, f"cut{i}.{fmt[:4]}", "any") for i, cut in enumerate(h.truncations(data, 12))
+        ]
     for fmt in ("png", "jpeg", "gif", "webp", "bmp"):
-        out += [(f"damaged_{fmt}_{i}", bad, f"bad{i}.{fmt[:4]}", "any")
-                for i, bad in enumerate(h.byte_flips(sources[fmt], 10, rng))]  # fmt: skip
+        out += [
+            (f"damaged_{fmt}_{i}", bad, f"bad{i}.{fmt[:4]}", "any")
+            for i, bad in enumerate(h.byte_flips(sources[fmt], 10, rng))
+        ]
     e, ok = "error", "any"
     black = lambda hw: np.zeros((*hw, 3), np.uint8)  # noqa: E731
     out += [
@@ -110,16 +125,24 @@ def _variants(rng: np.random.Generator) -> list[tuple[str, bytes, str, str]]:
         ("png_rgb_bomb_5000", h.raw_png(5000, 5000, 8, 2, (b"\x00" * 15001 for _ in range(5000))), "rgb5k.png", e),
         ("cmyk_jpeg_exif_6", _exif(Image.fromarray(pattern).convert("CMYK"), "JPEG", 6), "cmyk6.jpg", ok),
         ("cmyk_tiff", _encode(Image.fromarray(pattern).convert("CMYK"), "TIFF"), "cmyk.tif", ok),
-        ("png16_rgba", h.raw_png(96, 128, 16, 6, (b"\x00" + np.full((96, 4), 40000, ">u2").tobytes()
-                                                  for _ in range(128))), "deep_rgba.png", ok),  # fmt: skip
-        ("tiff_i16", _encode(Image.fromarray((grey.astype(np.uint16) * 257)), "TIFF"), "deep.tif", ok),
+        (
+            "png16_rgba",
+            h.raw_png(96, 128, 16, 6, (b"\x00" + np.full((96, 4), 40000, ">u2").tobytes() for _ in range(128))),
+            "deep_rgba.png",
+            ok,
+        ),
+        ("tiff_i16", _encode(Image.fromarray(grey.astype(np.uint16) * 257), "TIFF"), "deep.tif", ok),
         ("tiff_i32", _encode(Image.fromarray(grey.astype(np.int32) * 1000), "TIFF"), "int.tif", ok),
         ("tiff_float", _encode(Image.fromarray(grey.astype(np.float32) / 255), "TIFF"), "float.tif", ok),
         ("tiff_bilevel", _encode(Image.fromarray(grey > 128), "TIFF"), "bw.tif", ok),
         ("png_la", _encode(Image.fromarray(np.dstack([grey, grey]), "LA"), "PNG"), "la.png", ok),
         ("gif_transparent", _encode(Image.fromarray(pattern).convert("P"), "GIF", transparency=0), "t.gif", ok),
-        ("png_icc_srgb", _encode(pattern, "PNG", icc_profile=ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
-                                 .tobytes()), "icc.png", ok),  # fmt: skip
+        (
+            "png_icc_srgb",
+            _encode(pattern, "PNG", icc_profile=ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()),
+            "icc.png",
+            ok,
+        ),
         ("jpeg_broken_icc", _encode(pattern, "JPEG", icc_profile=b"not a profile" * 20), "icc.jpg", ok),
         ("apng", _animation("PNG"), "anim.png", ok),
         ("animated_webp", _animation("WEBP"), "anim.webp", ok),
@@ -128,8 +151,14 @@ def _variants(rng: np.random.Generator) -> list[tuple[str, bytes, str, str]]:
     for orientation in range(1, 9):
         stored = h.stored_for_orientation(pattern, orientation)
         out.append((f"png_exif_{orientation}", _exif(stored, "PNG", orientation), f"exif{orientation}.png", ok))
-        out.append((f"webp_exif_{orientation}", _exif(stored, "WEBP", orientation, lossless=True),
-                    f"exif{orientation}.webp", ok))  # fmt: skip
+        out.append(
+            (
+                f"webp_exif_{orientation}",
+                _exif(stored, "WEBP", orientation, lossless=True),
+                f"exif{orientation}.webp",
+                ok,
+            )
+        )
     out += [(f"jpeg_exif_invalid_{o}", _exif(pattern, "JPEG", o), f"odd{o}.jpg", ok) for o in (0, 9, 65535)]
     svg = b'<svg xmlns="http://www.w3.org/2000/svg" width="900" height="900"><circle r="400"/></svg>'
     html = b"<html><head><script>fetch('/etc/passwd')</script></head><body>photo</body></html>"
@@ -137,8 +166,12 @@ def _variants(rng: np.random.Generator) -> list[tuple[str, bytes, str, str]]:
     out += [(f"html_as_{x}", html, f"page.{x}", e) for x in ("jpg", "webp", "gif")]
     out += [
         ("svg_with_bom", b"\xef\xbb\xbf\n  " + svg, "bom.png", e),
-        ("svg_doctype", b'<?xml version="1.0"?><!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN" "x.dtd">' + svg,
-         "doctype.png", e),
+        (
+            "svg_doctype",
+            b'<?xml version="1.0"?><!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN" "x.dtd">' + svg,
+            "doctype.png",
+            e,
+        ),
         ("gif_header_then_html", b"GIF89a" + html, "polyglot.gif", e),
         ("json_as_png", b'{"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}', "data.png", e),
         ("text_as_jpg", b"just some text\n" * 20, "notes.jpg", e),
@@ -170,8 +203,7 @@ def _content_cases() -> list[Case]:
 def _name_cases() -> list[Case]:
     """A fine photo under awkward file names (what browsers send as the upload's name)."""
     photo = (ROOT / "assets" / "examples" / "portrait.png").read_bytes()
-    names = ("no_extension", "x" * 200 + ".png", "фото 📷.png", "it's \"quoted\" & spaced.png", "..png",
-             "photo.exe")  # fmt: skip
+    names = ("no_extension", "x" * 200 + ".png", "фото 📷.png", 'it\'s "quoted" & spaced.png', "..png", "photo.exe")
     return [Case(f"file_name_{i}", photo, name, "any", "try_on.portrait") for i, name in enumerate(names)]
 
 
@@ -183,12 +215,28 @@ def upload_cases(quick: bool = False) -> list[Case]:
     rng = np.random.default_rng(0)
     loose = [(u.name, u.data, u.filename, "error" if u.expect == "error" else "any") for u in hostile().load_cases()]
     loose += _variants(rng)
-    cases = [Case(name, data, filename, expect, TARGET_NAMES[i % len(TARGET_NAMES)])
-             for i, (name, data, filename, expect) in enumerate(loose)]  # fmt: skip
+    cases = [
+        Case(name, data, filename, expect, TARGET_NAMES[i % len(TARGET_NAMES)])
+        for i, (name, data, filename, expect) in enumerate(loose)
+    ]
     cases += _content_cases() + _name_cases()
     if quick:
-        must = {"zero_bytes", "png_bomb_20000", "svg_as_png", "html_as_png", "cmyk_jpeg", "png16_rgb",
-                "palette_transparency", "animated_gif", "oversized_file", "random_bytes", "truncated_jpeg"}  # fmt: skip
-        cases = [c for i, c in enumerate(cases) if c.name in must or c.name.startswith(("non_person", "garment_"))
-                 or i % 12 == 0]  # fmt: skip
+        must = {
+            "zero_bytes",
+            "png_bomb_20000",
+            "svg_as_png",
+            "html_as_png",
+            "cmyk_jpeg",
+            "png16_rgb",
+            "palette_transparency",
+            "animated_gif",
+            "oversized_file",
+            "random_bytes",
+            "truncated_jpeg",
+        }
+        cases = [
+            c
+            for i, c in enumerate(cases)
+            if c.name in must or c.name.startswith(("non_person", "garment_")) or i % 12 == 0
+        ]
     return cases

@@ -51,9 +51,9 @@ def upright_pattern() -> np.ndarray:
     h, w = PATTERN_HW
     img = np.empty((h, w, 3), np.uint8)
     img[: h // 2, : w // 2] = QUADRANT_RGB[0]
-    img[: h // 2, w // 2:] = QUADRANT_RGB[1]
-    img[h // 2:, : w // 2] = QUADRANT_RGB[2]
-    img[h // 2:, w // 2:] = QUADRANT_RGB[3]
+    img[: h // 2, w // 2 :] = QUADRANT_RGB[1]
+    img[h // 2 :, : w // 2] = QUADRANT_RGB[2]
+    img[h // 2 :, w // 2 :] = QUADRANT_RGB[3]
     return img
 
 
@@ -64,7 +64,7 @@ def quadrant_colours(image: np.ndarray) -> np.ndarray:
     out = []
     for top in (ys[0], h // 2 + ys[0]):
         for left in (xs[0], w // 2 + xs[0]):
-            out.append(image[top: top + h // 4, left: left + w // 4].reshape(-1, 3).mean(axis=0))
+            out.append(image[top : top + h // 4, left : left + w // 4].reshape(-1, 3).mean(axis=0))
     return np.array(out)
 
 
@@ -75,13 +75,13 @@ def stored_for_orientation(upright: np.ndarray, orientation: int) -> np.ndarray:
     u = upright
     stored = {
         1: u,
-        2: u[:, ::-1],                 # row 0 top, column 0 right
-        3: u[::-1, ::-1],              # row 0 bottom, column 0 right
-        4: u[::-1, :],                 # row 0 bottom, column 0 left
-        5: u.transpose(1, 0, 2),       # row 0 left, column 0 top
-        6: np.rot90(u, 1),             # row 0 right, column 0 top
+        2: u[:, ::-1],  # row 0 top, column 0 right
+        3: u[::-1, ::-1],  # row 0 bottom, column 0 right
+        4: u[::-1, :],  # row 0 bottom, column 0 left
+        5: u.transpose(1, 0, 2),  # row 0 left, column 0 top
+        6: np.rot90(u, 1),  # row 0 right, column 0 top
         7: u[::-1, ::-1].transpose(1, 0, 2),  # row 0 right, column 0 bottom
-        8: np.rot90(u, -1),            # row 0 left, column 0 bottom
+        8: np.rot90(u, -1),  # row 0 left, column 0 bottom
     }[orientation]
     return np.ascontiguousarray(stored)
 
@@ -134,7 +134,7 @@ def huge_header_jpeg(width: int = 60000, height: int = 60000) -> bytes:
     """A small real JPEG whose frame header claims width x height pixels."""
     data = bytearray(encode(upright_pattern(), "JPEG"))
     sof = data.index(b"\xff\xc0")
-    data[sof + 5: sof + 9] = struct.pack(">HH", height, width)
+    data[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
     return bytes(data)
 
 
@@ -228,29 +228,44 @@ def load_cases() -> tuple[Upload, ...]:
         Upload("truncated_jpeg", photo[: len(photo) // 2], "cut.jpg", e, "cut mid-scan"),
         Upload("corrupt_png_crc", corrupt_png_crc(), "crc.png", e, "damaged pixel data"),
         Upload("one_by_one", encode(np.zeros((1, 1, 3), np.uint8), "PNG"), "dot.png", e, "1x1"),
-        Upload("thin_strip", encode(np.zeros((40, 4000, 3), np.uint8), "PNG"), "strip.png", e,
-               "40 px high"),
-        Upload("extreme_aspect", encode(np.zeros((4000, 100, 3), np.uint8), "PNG"), "tall.png", e,
-               "40:1"),
+        Upload("thin_strip", encode(np.zeros((40, 4000, 3), np.uint8), "PNG"), "strip.png", e, "40 px high"),
+        Upload("extreme_aspect", encode(np.zeros((4000, 100, 3), np.uint8), "PNG"), "tall.png", e, "40:1"),
         Upload("png_bomb_9000", png_bomb(9000), "bomb9.png", e, "81 MP, under Pillow's limit"),
         Upload("png_bomb_20000", png_bomb(20000), "bomb.png", e, "400 MP in a small file"),
         Upload("png_bomb_100000", png_bomb(100000, rows=64), "bomb2.png", e, "10 GP, Pillow's own limit"),
         Upload("huge_header_jpeg", huge_header_jpeg(), "huge.jpg", e, "header claims 3.6 GP"),
         Upload("huge_screen_gif", huge_screen_gif(), "screen.gif", e, "65535^2 logical screen"),
-        Upload("svg_as_png", b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" '
-               b'width="10" height="10"><rect width="10" height="10"/></svg>', "v.png", e, "SVG"),
-        Upload("html_as_png", b"<!DOCTYPE html><html><body><img src=x onerror=alert(1)></body>"
-               b"</html>", "page.png", e, "HTML"),
+        Upload(
+            "svg_as_png",
+            b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" '
+            b'width="10" height="10"><rect width="10" height="10"/></svg>',
+            "v.png",
+            e,
+            "SVG",
+        ),
+        Upload(
+            "html_as_png",
+            b"<!DOCTYPE html><html><body><img src=x onerror=alert(1)></body></html>",
+            "page.png",
+            e,
+            "HTML",
+        ),
         Upload("pdf_as_jpg", b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF", "doc.jpg", e, "PDF"),
-        Upload("eps_as_png", b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n",
-               "art.png", e, "EPS would run Ghostscript"),
-        Upload("heic_as_jpg", b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 64,
-               "phone.jpg", e, "HEIC"),
+        Upload(
+            "eps_as_png",
+            b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nshowpage\n",
+            "art.png",
+            e,
+            "EPS would run Ghostscript",
+        ),
+        Upload(
+            "heic_as_jpg", b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + b"\x00" * 64, "phone.jpg", e, "HEIC"
+        ),
         Upload("ico", encode(pattern, "ICO"), "icon.png", e, "not a whitelisted format"),
-        Upload("oversized_file", b"\xff\xd8\xff\xe0" + rng.bytes(26 * 2**20), "big.jpg", e,
-               "26 MB"),
-        Upload("cmyk_jpeg", encode(Image.fromarray(pattern).convert("CMYK"), "JPEG", quality=95),
-               "cmyk.jpg", ok, "CMYK"),
+        Upload("oversized_file", b"\xff\xd8\xff\xe0" + rng.bytes(26 * 2**20), "big.jpg", e, "26 MB"),
+        Upload(
+            "cmyk_jpeg", encode(Image.fromarray(pattern).convert("CMYK"), "JPEG", quality=95), "cmyk.jpg", ok, "CMYK"
+        ),
         Upload("png16_gray", png16_gray(), "deep.png", ok, "16-bit greyscale"),
         Upload("png16_rgb", png16_rgb(), "deep_rgb.png", ok, "48-bit RGB"),
         Upload("palette_transparency", palette_with_transparency(), "pal.png", ok, "P + tRNS"),
@@ -259,14 +274,12 @@ def load_cases() -> tuple[Upload, ...]:
         Upload("bad_exif_jpeg", bad_exif_jpeg(), "exif.jpg", ok, "garbage EXIF"),
         Upload("jpeg_named_png", encode(pattern, "JPEG", quality=95), "photo.png", ok, "lying name"),
         Upload("grayscale_jpeg", encode(pattern[..., 1], "JPEG"), "grey.jpg", ok, "L mode"),
-        Upload("bilevel_png", encode(Image.fromarray(pattern[..., 0] > 128), "PNG"), "bw.png", ok,
-               "1-bit"),
+        Upload("bilevel_png", encode(Image.fromarray(pattern[..., 0] > 128), "PNG"), "bw.png", ok, "1-bit"),
         Upload("bmp", encode(pattern, "BMP"), "p.bmp", ok, "BMP"),
         Upload("tiff", encode(pattern, "TIFF"), "p.tif", ok, "TIFF"),
         Upload("webp", encode(pattern, "WEBP", lossless=True), "p.webp", ok, "WebP"),
         Upload("large_jpeg_24mp", photo_jpeg(big, quality=85), "large.jpg", ok, "6000x4000"),
         Upload("non_person_photo", non_person_photo(), "cat.jpg", ok, "loads; no person"),
     ]
-    cases += [Upload(f"exif_orientation_{o}", exif_jpeg(o), f"exif{o}.jpg", ok, f"EXIF {o}")
-              for o in range(1, 9)]
+    cases += [Upload(f"exif_orientation_{o}", exif_jpeg(o), f"exif{o}.jpg", ok, f"EXIF {o}") for o in range(1, 9)]
     return tuple(cases)

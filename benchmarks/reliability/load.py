@@ -94,8 +94,13 @@ def check_load(app: ServedApp, jobs: int = 50, clients: int = 10, steps: int = 2
             exact += max(diffs) == 0.0
             problem = None if max(diffs) == 0.0 else f"differs from its request's image run alone (max {max(diffs):g})"
         result.record(f"job {k} ({api_name} seed {seed})", problem, outcome.seconds)
-    result.figures = {"completed": f"{sum(o.ok for _, o in finished)}/{jobs}", "identical to solo run": exact,
-                      "sessions": clients, "steps": steps, "server up": app.responds()}  # fmt: skip
+    result.figures = {
+        "completed": f"{sum(o.ok for _, o in finished)}/{jobs}",
+        "identical to solo run": exact,
+        "sessions": clients,
+        "steps": steps,
+        "server up": app.responds(),
+    }
     return result
 
 
@@ -104,8 +109,10 @@ def check_queue_full(app: ServedApp) -> CheckResult:
     size = app_module().QUEUE_SIZE
     result = CheckResult("full queue")
     holder_client, spare = _client(app), _client(app)
-    holder = holder_client.submit(*_args(("portrait.png", ["a_pose", "walking", "t_pose"], [0, 90, 180, -90]),
-                                         LONG_STEPS, 0), api_name="/pose_gallery")  # fmt: skip
+    holder = holder_client.submit(
+        *_args(("portrait.png", ["a_pose", "walking", "t_pose"], [0, 90, 180, -90]), LONG_STEPS, 0),
+        api_name="/pose_gallery",
+    )
     while not any("step" in str(out[3]) for out in holder.outputs()) and not holder.done():
         time.sleep(0.05)
     uploaded = app.upload((EXAMPLES / "dressed.png").read_bytes(), "dressed.png").json()[0]
@@ -113,27 +120,40 @@ def check_queue_full(app: ServedApp) -> CheckResult:
     session = "queue-fill"
     waiting = []
     for i in range(size):
-        joined = app.join("/try_off", [{"path": uploaded, "meta": {"_type": "gradio.FileData"}}, "upper", 1, 2.0, i,
-                                       "ddim"], session)  # fmt: skip
+        joined = app.join(
+            "/try_off", [{"path": uploaded, "meta": {"_type": "gradio.FileData"}}, "upper", 1, 2.0, i, "ddim"], session
+        )
         waiting.append(joined.json().get("event_id") if joined.status_code == 200 else None)
-    result.record(f"{size} waiting events are accepted", None if all(waiting) else
-                  f"{waiting.count(None)} of {size} refused early")  # fmt: skip
+    result.record(
+        f"{size} waiting events are accepted",
+        None if all(waiting) else f"{waiting.count(None)} of {size} refused early",
+    )
     start = time.perf_counter()
-    overflow = app.join("/try_off", [{"path": uploaded, "meta": {"_type": "gradio.FileData"}}, "upper", 1, 2.0, 0,
-                                     "ddim"])  # fmt: skip
+    overflow = app.join(
+        "/try_off", [{"path": uploaded, "meta": {"_type": "gradio.FileData"}}, "upper", 1, 2.0, 0, "ddim"]
+    )
     seconds = time.perf_counter() - start
     detail = overflow.json().get("detail", "") if overflow.status_code == 503 else ""
-    result.record("the next event is refused with 503 and a message", None if "Queue is full" in detail
-                  else f"HTTP {overflow.status_code}: {overflow.text[:100]}", seconds)  # fmt: skip
+    result.record(
+        "the next event is refused with 503 and a message",
+        None if "Queue is full" in detail else f"HTTP {overflow.status_code}: {overflow.text[:100]}",
+        seconds,
+    )
     refused = call(spare, "/try_off", *_args(("dressed.png", "upper"), 1, 0))
-    result.record("gradio_client sees the refusal", None if "Queue is full" in refused.message else
-                  f"ok={refused.ok}: {refused.message[:100]}", refused.seconds)  # fmt: skip
+    result.record(
+        "gradio_client sees the refusal",
+        None if "Queue is full" in refused.message else f"ok={refused.ok}: {refused.message[:100]}",
+        refused.seconds,
+    )
     for event_id in filter(None, waiting):
         app.cancel(session, fn_index, event_id)
     holder.cancel()
     after = call(spare, "/try_off", *_args(("dressed.png", "upper"), 1, 0))
-    result.record("after cancelling them all, a new job succeeds",
-                  None if after.ok and DONE.search(after.message) else after.message[:120], after.seconds)  # fmt: skip
+    result.record(
+        "after cancelling them all, a new job succeeds",
+        None if after.ok and DONE.search(after.message) else after.message[:120],
+        after.seconds,
+    )
     result.figures = {"max_size": size, "refusal": detail[:60]}
     return result
 
@@ -161,8 +181,9 @@ def check_cancel(app: ServedApp, cycles: int = 3) -> CheckResult:
     threads_before, rss_before = app.threads(), app.rss_mb()
     freed: list[float] = []
     for cycle in range(cycles):
-        job = long_client.submit(*_args(("portrait.png", "top.png", "upper", "preset", "a_pose", 0), LONG_STEPS,
-                                        cycle), api_name="/try_on")  # fmt: skip
+        job = long_client.submit(
+            *_args(("portrait.png", "top.png", "upper", "preset", "a_pose", 0), LONG_STEPS, cycle), api_name="/try_on"
+        )
         arrivals: dict[str, float] = {}
         while len(arrivals) < 6 and not job.done():
             for out in job.outputs():
@@ -179,12 +200,14 @@ def check_cancel(app: ServedApp, cycles: int = 3) -> CheckResult:
         nxt, _ = _first_frame(next_client, *short)
         freed.append(time.perf_counter() - start)
         outcome = nxt.result()
-        steps_seen = max((int(STEP.search(str(o[-1])).group(1)) for o in job.outputs() if STEP.search(str(o[-1]))),
-                         default=0)  # fmt: skip
+        steps_seen = max(
+            (int(STEP.search(str(o[-1])).group(1)) for o in job.outputs() if STEP.search(str(o[-1]))), default=0
+        )
         problem = None
         if freed[-1] > pickup + step_s + SLACK_S:
-            problem = (f"the next job started {freed[-1]:.3f} s after Stop (pick-up {pickup:.3f} s, "
-                       f"one step {step_s:.3f} s)")
+            problem = (
+                f"the next job started {freed[-1]:.3f} s after Stop (pick-up {pickup:.3f} s, one step {step_s:.3f} s)"
+            )
         elif steps_seen >= LONG_STEPS:
             problem = "the stopped run went on to its last step"
         elif not DONE.search(str(outcome[-1])):
@@ -194,12 +217,18 @@ def check_cancel(app: ServedApp, cycles: int = 3) -> CheckResult:
     cpu_start = app.cpu_s()
     time.sleep(2.0)
     idle_cpu = (app.cpu_s() - cpu_start) / 2.0
-    result.record("the server idles after the stops (no sampler left running)",
-                  None if idle_cpu < 0.3 else f"uses {idle_cpu:.0%} of a core while idle")  # fmt: skip
-    result.figures = {"one step ms": round(1000 * step_s) if freed else None, "pick-up ms": round(1000 * pickup),
-                      "freed ms (worst)": round(1000 * max(freed, default=0.0)), "idle CPU": f"{idle_cpu:.0%}",
-                      "threads": f"{threads_before} -> {app.threads()}",
-                      "RSS change MB": round(app.rss_mb() - rss_before, 1)}  # fmt: skip
+    result.record(
+        "the server idles after the stops (no sampler left running)",
+        None if idle_cpu < 0.3 else f"uses {idle_cpu:.0%} of a core while idle",
+    )
+    result.figures = {
+        "one step ms": round(1000 * step_s) if freed else None,
+        "pick-up ms": round(1000 * pickup),
+        "freed ms (worst)": round(1000 * max(freed, default=0.0)),
+        "idle CPU": f"{idle_cpu:.0%}",
+        "threads": f"{threads_before} -> {app.threads()}",
+        "RSS change MB": round(app.rss_mb() - rss_before, 1),
+    }
     return result
 
 
@@ -220,21 +249,52 @@ def _soak_requests(folder: Path, steps: int) -> list[Callable[[int], tuple[str, 
     noise.write_bytes(np.random.default_rng(0).bytes(4096))
     presets = ("a_pose", "walking", "t_pose", "waving", "squat")
     return [
-        lambda k: ("/try_on", (file("portrait.png"), file("top.png"), "upper", "preset", "walking", 0, *run(k)),
-                   "result"),
+        lambda k: (
+            "/try_on",
+            (file("portrait.png"), file("top.png"), "upper", "preset", "walking", 0, *run(k)),
+            "result",
+        ),
         lambda k: ("/try_off", (file("dressed.png"), "both", *run(k)), "result"),
-        lambda k: ("/outfit", (file("portrait_2.png"), file("top.png"), file("bottom.png"), "preset", "a_pose", 0,
-                               *run(k)), "result"),
+        lambda k: (
+            "/outfit",
+            (file("portrait_2.png"), file("top.png"), file("bottom.png"), "preset", "a_pose", 0, *run(k)),
+            "result",
+        ),
         lambda k: ("/pose_gallery", (file("portrait.png"), ["a_pose", "walking"], [0], *run(k)), "result"),
         lambda k: ("/pose_preset", (presets[k % len(presets)], "left_elbow"), "result"),
-        lambda k: ("/try_on", (handle_file(_variant(folder, "portrait.png", k)), file("top.png"), "upper", "preset",
-                               "a_pose", 0, *run(k)), "result"),
+        lambda k: (
+            "/try_on",
+            (
+                handle_file(_variant(folder, "portrait.png", k)),
+                file("top.png"),
+                "upper",
+                "preset",
+                "a_pose",
+                0,
+                *run(k),
+            ),
+            "result",
+        ),
         lambda k: ("/pose_yaw", ("left_elbow", (k * 15) % 360 - 180), "result"),
         lambda k: ("/pose_from_photo", (file("portrait_2.png"), "left_shoulder"), "result"),
-        lambda k: ("/try_on", (file("portrait_2.png"), handle_file(_variant(folder, "top.png", k)), "upper",
-                               "portrait", "a_pose", 45, *run(k)), "result"),
-        lambda k: ("/try_on", (handle_file(str(noise)), file("top.png"), "upper", "preset", "a_pose", 0, *run(k)),
-                   "error"),
+        lambda k: (
+            "/try_on",
+            (
+                file("portrait_2.png"),
+                handle_file(_variant(folder, "top.png", k)),
+                "upper",
+                "portrait",
+                "a_pose",
+                45,
+                *run(k),
+            ),
+            "result",
+        ),
+        lambda k: (
+            "/try_on",
+            (handle_file(str(noise)), file("top.png"), "upper", "preset", "a_pose", 0, *run(k)),
+            "error",
+        ),
     ]
 
 
@@ -262,8 +322,14 @@ def check_soak(app: ServedApp, folder: Path, requests: int = 300, steps: int = 2
         if (k + 1) % 10 == 0:
             rss.append(app.rss_mb())
     growth = rss[-1] - rss[0]
-    result.record(f"RSS grows less than {MAX_GROWTH_MB:g} MB",
-                  None if growth < MAX_GROWTH_MB else f"grew {growth:.0f} MB")  # fmt: skip
-    result.figures = {"RSS start MB": rss[0], "RSS end MB": rss[-1], "RSS max MB": max(rss),
-                      "RSS growth MB": growth, "server up": app.responds()}  # fmt: skip
+    result.record(
+        f"RSS grows less than {MAX_GROWTH_MB:g} MB", None if growth < MAX_GROWTH_MB else f"grew {growth:.0f} MB"
+    )
+    result.figures = {
+        "RSS start MB": rss[0],
+        "RSS end MB": rss[-1],
+        "RSS max MB": max(rss),
+        "RSS growth MB": growth,
+        "server up": app.responds(),
+    }
     return result

@@ -41,10 +41,15 @@ class CheckResult:
         return float(np.percentile(self.latencies_s, 95)) if self.latencies_s else None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"check": self.name, "tried": self.tried, "passed": self.passed, "failures": self.failures,
-                "p95_latency_s": None if self.p95_s is None else round(self.p95_s, 3),
-                "max_latency_s": round(max(self.latencies_s), 3) if self.latencies_s else None,
-                "figures": self.figures}  # fmt: skip
+        return {
+            "check": self.name,
+            "tried": self.tried,
+            "passed": self.passed,
+            "failures": self.failures,
+            "p95_latency_s": None if self.p95_s is None else round(self.p95_s, 3),
+            "max_latency_s": round(max(self.latencies_s), 3) if self.latencies_s else None,
+            "figures": self.figures,
+        }
 
 
 def _figure(value: Any) -> str:

@@ -28,11 +28,10 @@ from typing import Any
 import httpx
 import numpy as np
 import psutil
-import torch
 from PIL import Image
 
 from benchmarks.models import random_weights_pipe
-from omfa.pipeline import DEFAULT_MODEL_DIR, OMFAPipeline
+from omfa.pipeline import DEFAULT_MODEL_DIR
 
 ROOT = Path(__file__).resolve().parents[2]  # the source checkout: app.py, tests/, assets/
 EXAMPLES = ROOT / "assets" / "examples"
@@ -99,19 +98,31 @@ class ServedApp:
     def __enter__(self) -> ServedApp:
         self.upload_dir.mkdir(parents=True, exist_ok=True)
         self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_OFFLINE": "1", "PYOPENGL_PLATFORM": "egl",
-               "GRADIO_TEMP_DIR": str(self.upload_dir), "TMPDIR": str(self.tmp_dir)}  # fmt: skip
+        env = {
+            **os.environ,
+            "GRADIO_ANALYTICS_ENABLED": "False",
+            "HF_HUB_OFFLINE": "1",
+            "PYOPENGL_PLATFORM": "egl",
+            "GRADIO_TEMP_DIR": str(self.upload_dir),
+            "TMPDIR": str(self.tmp_dir),
+        }
         with open(self.log_path, "wb") as log:
             self._proc = subprocess.Popen(
                 [sys.executable, "app.py", "--model", str(self.model), "--host", "127.0.0.1", "--port", str(self.port)],
-                cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+                cwd=ROOT,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         self.ps = psutil.Process(self._proc.pid)
         deadline = time.monotonic() + self.start_timeout_s
         while not self.responds():
             if self._proc.poll() is not None or time.monotonic() > deadline:
                 self.close()
-                raise ReliabilityError(f"the app did not start within {self.start_timeout_s:.0f} s; "
-                                       f"last lines of its log:\n{self.log_tail()}")  # fmt: skip
+                raise ReliabilityError(
+                    f"the app did not start within {self.start_timeout_s:.0f} s; "
+                    f"last lines of its log:\n{self.log_tail()}"
+                )
             time.sleep(0.5)
         return self
 
@@ -187,8 +198,13 @@ class ServedApp:
 
     def join(self, api_name: str, data: list[Any], session: str | None = None) -> httpx.Response:
         """Put one event in the queue (`/queue/join`) without reading its results."""
-        body = {"data": data, "fn_index": self.fn_index(api_name), "session_hash": session or uuid.uuid4().hex,
-                "event_data": None, "trigger_id": None}  # fmt: skip
+        body = {
+            "data": data,
+            "fn_index": self.fn_index(api_name),
+            "session_hash": session or uuid.uuid4().hex,
+            "event_data": None,
+            "trigger_id": None,
+        }
         return self._http.post(f"{self.url}{API}/queue/join", json=body)
 
     def cancel(self, session: str, fn_index: int, event_id: str) -> httpx.Response:
@@ -202,8 +218,9 @@ class ServedApp:
         joined = self.join(api_name, data, session)
         if joined.status_code != 200:
             return False, f"HTTP {joined.status_code}: {joined.text[:300]}"
-        with httpx.stream("GET", f"{self.url}{API}/queue/data", params={"session_hash": session},
-                          timeout=timeout_s) as stream:  # fmt: skip
+        with httpx.stream(
+            "GET", f"{self.url}{API}/queue/data", params={"session_hash": session}, timeout=timeout_s
+        ) as stream:
             for line in stream.iter_lines():
                 if not line.startswith("data:"):
                     continue
@@ -247,7 +264,7 @@ def unclear(message: str) -> str | None:
     """
     if GENERIC_ERROR in message:
         return "Gradio's generic error: the app raised something other than a user error"
-    if "Traceback" in message or "File \"" in message:
+    if "Traceback" in message or 'File "' in message:
         return "a traceback"
     if any(root in message for root in ("/tmp/", "/work/", "/home/", "/root/", "/usr/", "site-packages")):
         return "names a server path"

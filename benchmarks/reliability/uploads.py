@@ -75,7 +75,9 @@ def judge(case: Case, api_name: str, outcome: Outcome) -> str | None:
         return f"answered in {outcome.seconds:.2f} s (limit {LIMIT_S:g} s)"
     if not outcome.ok:
         if CLIENT_SIZE_REFUSAL in outcome.message:
-            return None  # refused before the upload (the server's own refusal is checked in benchmarks.reliability.limits)
+            return (
+                None  # refused before the upload (the server's own refusal is checked in benchmarks.reliability.limits)
+            )
         why = unclear(outcome.message)
         return None if why is None else f"unclear error ({why}): {outcome.message[:160]!r}"
     if case.expect == "error":
@@ -108,10 +110,17 @@ def check_uploads(app: ServedApp, cases: Sequence[Case], folder: Path) -> CheckR
         result.record(f"{case.name} -> {case.target}", problem, outcome.seconds)
     peak_growth = app.peak_rss_mb() - rss_start
     result.record("the server still answers", None if app.responds() else "it does not")
-    result.record(f"peak memory grows less than {MAX_PEAK_GROWTH_MB:g} MB",
-                  None if peak_growth < MAX_PEAK_GROWTH_MB else f"peak grew {peak_growth:.0f} MB")  # fmt: skip
-    result.figures = {"targets": len({c.target for c in cases}), "slowest s": max(result.latencies_s, default=0.0),
-                      "RSS start MB": rss_start, "RSS end MB": app.rss_mb(), "peak growth MB": peak_growth}  # fmt: skip
+    result.record(
+        f"peak memory grows less than {MAX_PEAK_GROWTH_MB:g} MB",
+        None if peak_growth < MAX_PEAK_GROWTH_MB else f"peak grew {peak_growth:.0f} MB",
+    )
+    result.figures = {
+        "targets": len({c.target for c in cases}),
+        "slowest s": max(result.latencies_s, default=0.0),
+        "RSS start MB": rss_start,
+        "RSS end MB": app.rss_mb(),
+        "peak growth MB": peak_growth,
+    }
     if not peak_reset:
         result.figures["peak"] = "since start (VmHWM reset refused)"
     return result
@@ -128,8 +137,9 @@ def _exif_file(image: np.ndarray, fmt: str, orientation: int) -> bytes:
     return h.encode(stored, fmt, exif=exif.tobytes(), **({"quality": 95} if fmt == "JPEG" else {}))
 
 
-def check_exif(app: ServedApp, folder: Path, formats: Sequence[str] = ("PNG", "JPEG"),
-               tolerance: dict[str, float] | None = None) -> CheckResult:  # fmt: skip
+def check_exif(
+    app: ServedApp, folder: Path, formats: Sequence[str] = ("PNG", "JPEG"), tolerance: dict[str, float] | None = None
+) -> CheckResult:
     """Orientations 1-8 in each of `formats` must reach the model upright.
 
     The portrait the app shows back for orientation k must match the one for
@@ -153,8 +163,11 @@ def check_exif(app: ServedApp, folder: Path, formats: Sequence[str] = ("PNG", "J
             seen[orientation] = fetch_image(outcome.outputs[1]) if outcome.ok and outcome.outputs[1] else None
             name = f"{fmt} orientation {orientation}" if orientation else f"{fmt} rotated, tag removed (control)"
             if seen[orientation] is None:
-                result.record(name, None if orientation == 0 else f"no portrait came back: {outcome.message[:120]}",
-                              outcome.seconds)  # fmt: skip
+                result.record(
+                    name,
+                    None if orientation == 0 else f"no portrait came back: {outcome.message[:120]}",
+                    outcome.seconds,
+                )
                 continue
             if orientation == 1 or seen[1] is None:
                 result.record(name, None if orientation == 1 else "orientation 1 failed", outcome.seconds)

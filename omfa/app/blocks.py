@@ -65,8 +65,9 @@ estimate of the clean image (Tweedie's formula) is what you see forming."""
 
 def theme() -> gr.themes.Theme:
     """The default theme with the system's fonts: the app works offline, with no font downloads."""
-    return gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
-                             font_mono=["ui-monospace", "SFMono-Regular", "monospace"])  # fmt: skip
+    return gr.themes.Default(
+        font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "SFMono-Regular", "monospace"]
+    )
 
 
 def examples_path(name: str) -> str:
@@ -114,8 +115,13 @@ def upload(label: str, elem_id: str | None = None) -> ImageUpload:
     return image_upload(label, height=260, elem_id=elem_id)
 
 
-def stream_frames(make: Callable[[], Iterator[Frame]], names: Sequence[str], files: FileStore,
-                  progress: gr.Progress, gallery: bool = False) -> Iterator[tuple]:  # fmt: skip
+def stream_frames(
+    make: Callable[[], Iterator[Frame]],
+    names: Sequence[str],
+    files: FileStore,
+    progress: gr.Progress,
+    gallery: bool = False,
+) -> Iterator[tuple]:
     """Map a run's frames onto output values: the images `names` as file paths of their enlarged
     copies (`display`; None when absent), the percent done, the status, then the gallery when asked.
     A ValueError becomes a gr.Error for the user; closing this generator (Stop) closes the run,
@@ -145,8 +151,13 @@ def stream_frames(make: Callable[[], Iterator[Frame]], names: Sequence[str], fil
             frames.close()
 
 
-def create_demo(pipe: OMFAPipeline, *, model_card: str | None = None, gpu: Callable[[Callable], Callable] | None = None,
-                context: StudioContext | None = None) -> gr.Blocks:  # fmt: skip
+def create_demo(
+    pipe: OMFAPipeline,
+    *,
+    model_card: str | None = None,
+    gpu: Callable[[Callable], Callable] | None = None,
+    context: StudioContext | None = None,
+) -> gr.Blocks:
     """Build the app around a loaded pipeline.
 
     Args:
@@ -189,18 +200,22 @@ class _Tab:
         self.ctx = ctx
         self.images = files.images
 
-    def _launch(self, handler: Callable, run: gr.Button, stop: gr.Button, inputs: list, outputs: list,
-                api_name: str) -> None:  # fmt: skip
-        event = run.click(handler, inputs, outputs, api_name=api_name, concurrency_id="diffusion",
-                          show_progress="hidden")  # the run's own progress bar and status line show it
+    def _launch(
+        self, handler: Callable, run: gr.Button, stop: gr.Button, inputs: list, outputs: list, api_name: str
+    ) -> None:
+        event = run.click(
+            handler, inputs, outputs, api_name=api_name, concurrency_id="diffusion", show_progress="hidden"
+        )  # the run's own progress bar and status line show it
         stop.click(None, None, None, cancels=[event])
 
     def _try_on_outputs(self, tab: str) -> list[gr.components.Component]:
         result = result_image(elem_id=f"{tab}_result")
         progress = progress_and_status(tab)
         with gr.Row():
-            shown = [small_image(label) for label in ("Portrait as the model sees it", "Top worn", "Bottom worn",
-                                                       "Target pose")]  # fmt: skip
+            shown = [
+                small_image(label)
+                for label in ("Portrait as the model sees it", "Top worn", "Bottom worn", "Target pose")
+            ]
         return [result, *shown, *progress]
 
     def try_on(self, studio_pose: gr.State) -> None:
@@ -209,41 +224,71 @@ class _Tab:
             with gr.Column():
                 portrait = upload("Portrait (one person)", "try_on_portrait")
                 garment = upload("Garment: laid flat, or worn by someone", "try_on_garment")
-                part = gr.Radio([(label, v) for v, label in GARMENT_SLOTS.items()], value="upper",
-                                label="Which garment")  # fmt: skip
+                part = gr.Radio(
+                    [(label, v) for v, label in GARMENT_SLOTS.items()], value="upper", label="Which garment"
+                )
                 picker = pose_picker(ctx)
                 settings = advanced_settings()
                 run, stop = run_buttons("try_on")
             with gr.Column():
                 outputs = self._try_on_outputs("try_on")
         gr.Examples(
-            [[examples_path("portrait.png"), examples_path("top.png"), "upper", "preset", "walking"],
-             [examples_path("portrait_2.png"), examples_path("bottom.png"), "lower", "portrait", DEFAULT_PRESET],
-             [examples_path("portrait.png"), examples_path("dressed.png"), "upper", "preset", "a_pose"],
-             [examples_path("astronaut.png"), examples_path("top.png"), "upper", "preset", DEFAULT_PRESET]],
-            inputs=[portrait, garment, part, picker.source, picker.preset], cache_examples=False,
-            example_labels=["Top, walking", "Bottom, in the portrait's pose", "Transfer from a dressed person",
-                            "A real photo"])  # fmt: skip
+            [
+                [examples_path("portrait.png"), examples_path("top.png"), "upper", "preset", "walking"],
+                [examples_path("portrait_2.png"), examples_path("bottom.png"), "lower", "portrait", DEFAULT_PRESET],
+                [examples_path("portrait.png"), examples_path("dressed.png"), "upper", "preset", "a_pose"],
+                [examples_path("astronaut.png"), examples_path("top.png"), "upper", "preset", DEFAULT_PRESET],
+            ],
+            inputs=[portrait, garment, part, picker.source, picker.preset],
+            cache_examples=False,
+            example_labels=[
+                "Top, walking",
+                "Bottom, in the portrait's pose",
+                "Transfer from a dressed person",
+                "A real photo",
+            ],
+        )
 
-        def try_on(portrait: str, garment: str, which: str, pose_source: str, preset: str, turn: float,
-                   steps: float, guidance: float, seed: float, scheduler: str, studio: Any,
-                   progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:  # fmt: skip
+        def try_on(
+            portrait: str,
+            garment: str,
+            which: str,
+            pose_source: str,
+            preset: str,
+            turn: float,
+            steps: float,
+            guidance: float,
+            seed: float,
+            scheduler: str,
+            studio: Any,
+            progress: gr.Progress = gr.Progress(),
+        ) -> Iterator[tuple]:
             """Put a garment (flat, or taken off a dressed person) on the portrait's person."""
-            yield from stream_frames(lambda: stream_try_on(
-                ctx, portrait, [(garment, which)], PoseChoice(pose_source, preset, float(turn or 0), studio),
-                RunSettings.from_ui(steps, guidance, seed, scheduler)),
-                self.TRY_ON_SHOWN, self.images, progress)  # fmt: skip
+            yield from stream_frames(
+                lambda: stream_try_on(
+                    ctx,
+                    portrait,
+                    [(garment, which)],
+                    PoseChoice(pose_source, preset, float(turn or 0), studio),
+                    RunSettings.from_ui(steps, guidance, seed, scheduler),
+                ),
+                self.TRY_ON_SHOWN,
+                self.images,
+                progress,
+            )
 
-        self._launch(try_on, run, stop, [portrait, garment, part, *picker.inputs, *settings, studio_pose], outputs,
-                     "try_on")  # fmt: skip
+        self._launch(
+            try_on, run, stop, [portrait, garment, part, *picker.inputs, *settings, studio_pose], outputs, "try_on"
+        )
 
     def try_off(self) -> None:
         ctx = self.ctx
         with gr.Row():
             with gr.Column():
                 dressed = upload("A person wearing the garments")
-                part = gr.Radio([("Top", "upper"), ("Bottom", "lower"), ("Both", "both")], value="upper",
-                                label="Take off")  # fmt: skip
+                part = gr.Radio(
+                    [("Top", "upper"), ("Bottom", "lower"), ("Both", "both")], value="upper", label="Take off"
+                )
                 settings = advanced_settings()
                 run, stop = run_buttons("try_off")
             with gr.Column():
@@ -251,15 +296,32 @@ class _Tab:
                     upper, lower = result_image("Top"), result_image("Bottom")
                 progress = progress_and_status("try_off")
                 reference = small_image("The photo as the model sees it")
-        gr.Examples([[examples_path("dressed.png"), "upper"], [examples_path("portrait.png"), "both"],
-                     [examples_path("astronaut.png"), "upper"]], inputs=[dressed, part], cache_examples=False)
+        gr.Examples(
+            [
+                [examples_path("dressed.png"), "upper"],
+                [examples_path("portrait.png"), "both"],
+                [examples_path("astronaut.png"), "upper"],
+            ],
+            inputs=[dressed, part],
+            cache_examples=False,
+        )
 
-        def try_off(dressed: str, which: str, steps: float, guidance: float, seed: float, scheduler: str,
-                    progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:  # fmt: skip
+        def try_off(
+            dressed: str,
+            which: str,
+            steps: float,
+            guidance: float,
+            seed: float,
+            scheduler: str,
+            progress: gr.Progress = gr.Progress(),
+        ) -> Iterator[tuple]:
             """The flat shop image(s) of what the person wears."""
-            yield from stream_frames(lambda: stream_try_off(
-                ctx, dressed, which, RunSettings.from_ui(steps, guidance, seed, scheduler)),
-                ("upper", "lower", "reference"), self.images, progress)  # fmt: skip
+            yield from stream_frames(
+                lambda: stream_try_off(ctx, dressed, which, RunSettings.from_ui(steps, guidance, seed, scheduler)),
+                ("upper", "lower", "reference"),
+                self.images,
+                progress,
+            )
 
         self._launch(try_off, run, stop, [dressed, part, *settings], [upper, lower, reference, *progress], "try_off")
 
@@ -275,53 +337,109 @@ class _Tab:
                 run, stop = run_buttons("outfit")
             with gr.Column():
                 outputs = self._try_on_outputs("outfit")
-        gr.Examples([[examples_path("portrait_2.png"), examples_path("top.png"), examples_path("bottom.png"),
-                      "preset", "runway_stride"]],
-                    inputs=[portrait, top, bottom, picker.source, picker.preset], cache_examples=False)  # fmt: skip
+        gr.Examples(
+            [
+                [
+                    examples_path("portrait_2.png"),
+                    examples_path("top.png"),
+                    examples_path("bottom.png"),
+                    "preset",
+                    "runway_stride",
+                ]
+            ],
+            inputs=[portrait, top, bottom, picker.source, picker.preset],
+            cache_examples=False,
+        )
 
-        def outfit(portrait: str, top: str, bottom: str, pose_source: str, preset: str, turn: float,
-                   steps: float, guidance: float, seed: float, scheduler: str, studio: Any,
-                   progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:  # fmt: skip
+        def outfit(
+            portrait: str,
+            top: str,
+            bottom: str,
+            pose_source: str,
+            preset: str,
+            turn: float,
+            steps: float,
+            guidance: float,
+            seed: float,
+            scheduler: str,
+            studio: Any,
+            progress: gr.Progress = gr.Progress(),
+        ) -> Iterator[tuple]:
             """Put a top and a bottom (each flat, or worn by someone) on the portrait's person."""
-            yield from stream_frames(lambda: stream_try_on(
-                ctx, portrait, [(top, "upper"), (bottom, "lower")],
-                PoseChoice(pose_source, preset, float(turn or 0), studio),
-                RunSettings.from_ui(steps, guidance, seed, scheduler)),
-                self.TRY_ON_SHOWN, self.images, progress)  # fmt: skip
+            yield from stream_frames(
+                lambda: stream_try_on(
+                    ctx,
+                    portrait,
+                    [(top, "upper"), (bottom, "lower")],
+                    PoseChoice(pose_source, preset, float(turn or 0), studio),
+                    RunSettings.from_ui(steps, guidance, seed, scheduler),
+                ),
+                self.TRY_ON_SHOWN,
+                self.images,
+                progress,
+            )
 
-        self._launch(outfit, run, stop, [portrait, top, bottom, *picker.inputs, *settings, studio_pose], outputs,
-                     "outfit")  # fmt: skip
+        self._launch(
+            outfit, run, stop, [portrait, top, bottom, *picker.inputs, *settings, studio_pose], outputs, "outfit"
+        )
 
     def pose_gallery(self) -> None:
         ctx = self.ctx
         with gr.Row():
             with gr.Column():
                 portrait = upload("Portrait (one person)")
-                presets = gr.CheckboxGroup([(p.label, name) for name, p in ctx.presets.items()],
-                                           value=["a_pose", "walking"], label="Poses")  # fmt: skip
-                turns = gr.CheckboxGroup([(f"{t:+d}" if t else "0", t) for t in GALLERY_TURNS], value=[0],
-                                         label=f"Turns in degrees, added to each pose's own view "
-                                               f"(at most {MAX_VIEWS} views in all)")  # fmt: skip
+                presets = gr.CheckboxGroup(
+                    [(p.label, name) for name, p in ctx.presets.items()], value=["a_pose", "walking"], label="Poses"
+                )
+                turns = gr.CheckboxGroup(
+                    [(f"{t:+d}" if t else "0", t) for t in GALLERY_TURNS],
+                    value=[0],
+                    label=f"Turns in degrees, added to each pose's own view (at most {MAX_VIEWS} views in all)",
+                )
                 settings = advanced_settings()
                 run, stop = run_buttons("pose_gallery")
             with gr.Column():
-                views = gr.Gallery(label="Views", columns=4, height=420, object_fit="contain", format="png",
-                                   interactive=False)  # fmt: skip
+                views = gr.Gallery(
+                    label="Views", columns=4, height=420, object_fit="contain", format="png", interactive=False
+                )
                 progress = progress_and_status("pose_gallery")
                 with gr.Row():
                     preview, pose = small_image("View in progress"), small_image("Its pose")
-        gr.Examples([[examples_path("portrait.png"), ["a_pose", "walking"], [0, 90]]],
-                    inputs=[portrait, presets, turns], cache_examples=False)
+        gr.Examples(
+            [[examples_path("portrait.png"), ["a_pose", "walking"], [0, 90]]],
+            inputs=[portrait, presets, turns],
+            cache_examples=False,
+        )
 
-        def pose_gallery(portrait: str, poses: list[str], turns: list[float], steps: float, guidance: float,
-                         seed: float, scheduler: str, progress: gr.Progress = gr.Progress()) -> Iterator[tuple]:  # fmt: skip
+        def pose_gallery(
+            portrait: str,
+            poses: list[str],
+            turns: list[float],
+            steps: float,
+            guidance: float,
+            seed: float,
+            scheduler: str,
+            progress: gr.Progress = gr.Progress(),
+        ) -> Iterator[tuple]:
             """The portrait's person, same outfit, in several poses and views; view k uses seed + k."""
-            yield from stream_frames(lambda: stream_gallery(
-                ctx, portrait, poses or [], turns or [], RunSettings.from_ui(steps, guidance, seed, scheduler)),
-                ("result", "pose"), self.images, progress, gallery=True)  # fmt: skip
+            yield from stream_frames(
+                lambda: stream_gallery(
+                    ctx, portrait, poses or [], turns or [], RunSettings.from_ui(steps, guidance, seed, scheduler)
+                ),
+                ("result", "pose"),
+                self.images,
+                progress,
+                gallery=True,
+            )
 
-        self._launch(pose_gallery, run, stop, [portrait, presets, turns, *settings], [preview, pose, *progress, views],
-                     "pose_gallery")  # fmt: skip
+        self._launch(
+            pose_gallery,
+            run,
+            stop,
+            [portrait, presets, turns, *settings],
+            [preview, pose, *progress, views],
+            "pose_gallery",
+        )
 
 
 def about(pipe: OMFAPipeline, model_card: str | None) -> str:
@@ -329,10 +447,12 @@ def about(pipe: OMFAPipeline, model_card: str | None) -> str:
     config = pipe.transformer.config
     params = sum(p.numel() for p in pipe.transformer.parameters())
     height, width = pipe.canvas_hw
-    model = (f"### The loaded model\n{params / 1e6:.1f} M parameters (hidden size {config.hidden_size}, "
-             f"{config.depth} layers, patch {config.patch_size}), {height}x{width} px slots (height x width), "
-             f"{'pixel space' if pipe.vae is None else 'latent space'}, running on {pipe.device.type.upper()} "
-             f"in {str(pipe.transformer.dtype).removeprefix('torch.')}.")  # fmt: skip
+    model = (
+        f"### The loaded model\n{params / 1e6:.1f} M parameters (hidden size {config.hidden_size}, "
+        f"{config.depth} layers, patch {config.patch_size}), {height}x{width} px slots (height x width), "
+        f"{'pixel space' if pipe.vae is None else 'latent space'}, running on {pipe.device.type.upper()} "
+        f"in {str(pipe.transformer.dtype).removeprefix('torch.')}."
+    )
     card = strip_front_matter(model_card) if model_card else "No model card was found next to the checkpoint."
     return "\n\n".join([ABOUT, model, "### Model card", card, LIMITS])
 

@@ -30,8 +30,11 @@ from omfa.studio.runs import POSE_SOURCES, PoseState, sentence
 DEFAULT_PRESET = "relaxed_stand"
 DEFAULT_JOINT = "left_shoulder"
 EFFECTORS: dict[str, str] = {name: name.replace("_", " ").capitalize() for name in LIMBS}
-AXES = (("x", "left-right axis: bend forwards / backwards"), ("y", "vertical axis: twist"),
-        ("z", "front-back axis: sideways"))  # fmt: skip
+AXES = (
+    ("x", "left-right axis: bend forwards / backwards"),
+    ("y", "vertical axis: twist"),
+    ("z", "front-back axis: sideways"),
+)
 
 
 # -- pure edits: PoseState in, PoseState out ------------------------------------
@@ -83,8 +86,16 @@ class PosePicker:
 def preset_gallery(ctx: StudioContext, label: str, columns: int = 4) -> gr.Gallery:
     """Shaded thumbnails of every preset, captioned with its name."""
     items = [(ctx.thumbnail(name), preset.label) for name, preset in ctx.presets.items()]
-    return gr.Gallery(items, label=label, columns=columns, height=300, allow_preview=False, object_fit="contain",
-                      interactive=False, buttons=[])  # fmt: skip
+    return gr.Gallery(
+        items,
+        label=label,
+        columns=columns,
+        height=300,
+        allow_preview=False,
+        object_fit="contain",
+        interactive=False,
+        buttons=[],
+    )
 
 
 def preset_choices(ctx: StudioContext) -> list[tuple[str, str]]:
@@ -116,9 +127,11 @@ def build_pose_studio(ctx: StudioContext, files: AppFiles, state: gr.State) -> N
     def views(current: PoseState) -> tuple[str, str, str]:
         """Paths of the shaded figure, the pose map at display size and the .glb of a state."""
         mesh = ctx.mesh_body.posed(current.pose)
-        return (files.images.png(ctx.figure(current.pose, current.yaw_deg, FIGURE_HW)),
-                files.images.png(display(ctx.pose_map(current.pose, current.yaw_deg))),
-                files.models.write(export_glb(mesh)))  # fmt: skip
+        return (
+            files.images.png(ctx.figure(current.pose, current.yaw_deg, FIGURE_HW)),
+            files.images.png(display(ctx.pose_map(current.pose, current.yaw_deg))),
+            files.models.write(export_glb(mesh)),
+        )
 
     figure0, map0, glb0 = views(initial)  # every session starts from the same pose
     bounds0, degrees0 = MAIN_JOINTS[DEFAULT_JOINT].bounds(), joint_degrees(initial.pose, DEFAULT_JOINT)
@@ -128,30 +141,50 @@ def build_pose_studio(ctx: StudioContext, files: AppFiles, state: gr.State) -> N
             preset = gr.Dropdown(preset_choices(ctx), value=initial.name, label="Preset")
             photo = image_upload("Pose from a photo (one person)", height=220)
             from_photo = gr.Button("Copy the pose from the photo")
-            gr.Examples([[str(EXAMPLES_DIR / "portrait.png")], [str(EXAMPLES_DIR / "astronaut.png")]],
-                        inputs=[photo], label="Example photos", cache_examples=False)  # fmt: skip
+            gr.Examples(
+                [[str(EXAMPLES_DIR / "portrait.png")], [str(EXAMPLES_DIR / "astronaut.png")]],
+                inputs=[photo],
+                label="Example photos",
+                cache_examples=False,
+            )
         with gr.Column(scale=1):
-            figure = gr.Image(figure0, label="Figure: pick a hand or foot below, then click where it should go",
-                              interactive=False, buttons=[], elem_id="pose_studio_figure")  # fmt: skip
-            effector = gr.Radio([(label, name) for name, label in EFFECTORS.items()], value="left_hand",
-                                label="Move with a click")  # fmt: skip
-            yaw = gr.Slider(-180, 180, value=initial.yaw_deg, step=5,
-                            label="Body yaw (degrees; 90 shows the left side, 180 the back)")  # fmt: skip
+            figure = gr.Image(
+                figure0,
+                label="Figure: pick a hand or foot below, then click where it should go",
+                interactive=False,
+                buttons=[],
+                elem_id="pose_studio_figure",
+            )
+            effector = gr.Radio(
+                [(label, name) for name, label in EFFECTORS.items()], value="left_hand", label="Move with a click"
+            )
+            yaw = gr.Slider(
+                -180,
+                180,
+                value=initial.yaw_deg,
+                step=5,
+                label="Body yaw (degrees; 90 shows the left side, 180 the back)",
+            )
         with gr.Column(scale=1):
-            model3d = gr.Model3D(glb0, label="3-D view (drag to orbit)", height=300,
-                                 clear_color=(0.95, 0.95, 0.95, 1.0))  # fmt: skip
-            joint = gr.Dropdown([(name.replace("_", " "), name) for name in MAIN_JOINTS], value=DEFAULT_JOINT,
-                                label="Joint")  # fmt: skip
-            sliders = [gr.Slider(float(lo), float(hi), value=round(v, 1), step=1, label=f"{axis}: {hint}")
-                       for (axis, hint), (lo, hi), v in zip(AXES, bounds0, degrees0)]  # fmt: skip
+            model3d = gr.Model3D(
+                glb0, label="3-D view (drag to orbit)", height=300, clear_color=(0.95, 0.95, 0.95, 1.0)
+            )
+            joint = gr.Dropdown(
+                [(name.replace("_", " "), name) for name in MAIN_JOINTS], value=DEFAULT_JOINT, label="Joint"
+            )
+            sliders = [
+                gr.Slider(float(lo), float(hi), value=round(v, 1), step=1, label=f"{axis}: {hint}")
+                for (axis, hint), (lo, hi), v in zip(AXES, bounds0, degrees0)
+            ]
             pose_map = gr.Image(map0, label="Pose map (what the model sees)", interactive=False, buttons=[])
             info = gr.Markdown(describe(initial), label="Pose", elem_id="pose_studio_info")
     outputs = [state, figure, pose_map, model3d, yaw, *sliders, info]
 
     def show(current: PoseState, joint_name: str, note: str = "") -> tuple:
         bounds, values = MAIN_JOINTS[joint_name].bounds(), joint_degrees(current.pose, joint_name)
-        updates = [gr.update(minimum=float(lo), maximum=float(hi), value=round(v, 1))
-                   for (lo, hi), v in zip(bounds, values)]  # fmt: skip
+        updates = [
+            gr.update(minimum=float(lo), maximum=float(hi), value=round(v, 1)) for (lo, hi), v in zip(bounds, values)
+        ]
         return (current, *views(current), current.yaw_deg, *updates, describe(current, note))
 
     def on_preset(name: str, joint_name: str) -> tuple:

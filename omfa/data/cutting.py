@@ -70,7 +70,7 @@ def cut(faces: np.ndarray, field: np.ndarray) -> Piece:
     crossed = np.concatenate([
         np.stack([p[one], q[one]], 1), np.stack([p[one], r[one]], 1),
         np.stack([r[two], p[two]], 1), np.stack([p[two], q[two]], 1),
-    ])  # fmt: skip
+    ])
     edges = np.sort(crossed, axis=1)
     unique_edges, edge_index = np.unique(edges, axis=0, return_inverse=True)
     edge_index = edge_index.reshape(-1)
@@ -127,6 +127,6 @@ def unweld(piece: Piece, corner_uv: np.ndarray, corner_key: np.ndarray) -> tuple
         Piece(
             a=piece.a[source_vertex], b=piece.b[source_vertex], t=piece.t[source_vertex],
             faces=inverse.reshape(m, 3), source_face=piece.source_face,
-        ),  # fmt: skip
+        ),
         flat_uv[first],
     )

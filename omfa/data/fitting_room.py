@@ -50,7 +50,7 @@ class LabelRenderer(PoseRenderer):
     """
 
     def render_labels(self, meshes: Sequence[pyrender.Mesh], labels: Sequence[int], yaw_deg: float,
-                      size_hw: Sequence[int]) -> np.ndarray:  # fmt: skip
+                      size_hw: Sequence[int]) -> np.ndarray:
         """(H, W) uint8: the label of the nearest mesh at each pixel centre, 0 where empty."""
         size = (int(size_hw[0]), int(size_hw[1]))
         scene = self._scene([], yaw_deg, size, (0.0, 0.0, 0.0))
@@ -148,7 +148,7 @@ class FittingRoom:
 
     def _mesh(self, layers: Sequence[Layer], posed: Posed, offset: float, cloth: Cloth | None = None,
               color: Sequence[int] | None = None, transform: Callable[[np.ndarray], np.ndarray] | None = None,
-              ) -> pyrender.Mesh:  # fmt: skip
+              ) -> pyrender.Mesh:
         """One single-primitive mesh for layers of one label: the cloth's texture, or a flat colour.
 
         Single-sided (an armhole or neckline shows what is behind it); the
@@ -175,7 +175,7 @@ class FittingRoom:
                 roughnessFactor=0.85)
             texcoord = np.concatenate(uvs)
         primitive = pyrender.Primitive(positions=position, normals=np.concatenate(normals), texcoord_0=texcoord,
-                                       indices=np.concatenate(faces).astype(np.uint32), material=material)  # fmt: skip
+                                       indices=np.concatenate(faces).astype(np.uint32), material=material)
         return pyrender.Mesh([primitive])
 
     def dressed(self, person: Identity, outfit: tuple[GarmentSpec, GarmentSpec], posed: Posed) -> tuple[list, list]:
@@ -187,10 +187,10 @@ class FittingRoom:
         # multiplier texture): it tells the front of the body from its back.
         skin = pyrender.MetallicRoughnessMaterial(
             baseColorFactor=(*srgb_to_linear(person.skin), 1.0), metallicFactor=0.0, roughnessFactor=0.6,
-            baseColorTexture=None if posed.mesh.face_uv is None else self._face)  # fmt: skip
+            baseColorTexture=None if posed.mesh.face_uv is None else self._face)
         meshes = [pyrender.Mesh([pyrender.Primitive(
             positions=posed.mesh.vertices, normals=posed.normals.astype(np.float32), texcoord_0=posed.mesh.face_uv,
-            indices=posed.mesh.faces[visible].astype(np.uint32), material=skin)])]  # fmt: skip
+            indices=posed.mesh.faces[visible].astype(np.uint32), material=skin)])]
         labels = [LABELS["skin"]]
         if extras.hair:
             meshes.append(self._mesh(extras.hair, posed, OFFSET_M["hair"], color=person.hair_color))
@@ -204,7 +204,7 @@ class FittingRoom:
         return meshes, labels
 
     def person_image(self, person: Identity, outfit: tuple[GarmentSpec, GarmentSpec], posed: Posed,
-                     yaw_deg: float) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+                     yaw_deg: float) -> tuple[np.ndarray, np.ndarray]:
         """(RGB (H, W, 3) uint8 on white, labels (H, W) uint8) of a dressed person."""
         meshes, labels = self.dressed(person, outfit, posed)
         color, _ = self.renderer.render(meshes, yaw_deg, self.size_hw)
@@ -215,7 +215,7 @@ class FittingRoom:
     def _shop_frame(self, slot: str) -> tuple[np.ndarray, float]:
         """(centre (3,), scale) mapping the slot's body area in the shop pose onto the canvas."""
         parts = {"upper": ("torso", "left_upper_arm", "left_forearm", "right_upper_arm", "right_forearm"),
-                 "lower": ("torso", "left_thigh", "left_shin", "right_thigh", "right_shin")}[slot]  # fmt: skip
+                 "lower": ("torso", "left_thigh", "left_shin", "right_thigh", "right_shin")}[slot]
         labels = self.body.part_labels
         mask = np.isin(labels, [PART_NAMES.index(p) for p in parts])
         points = self._shop_body.mesh.vertices[mask].astype(np.float64)

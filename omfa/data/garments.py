@@ -36,7 +36,7 @@ PRINT_WORDS: tuple[str, ...] = ("OMFA", "LOVE", "NYC", "SURF", "ROCK", "GO", "YE
 NEUTRALS: tuple[tuple[int, int, int], ...] = (
     (245, 245, 240), (25, 25, 28), (120, 120, 125), (200, 200, 205), (30, 40, 85),
     (215, 195, 160), (110, 75, 45), (85, 95, 55), (140, 30, 45), (60, 90, 140),
-)  # fmt: skip
+)
 
 TEXTURE_PX_PER_M = 200  # texel density of every panel: 5 mm per texel
 
@@ -171,7 +171,7 @@ def sample_pattern(rng: np.random.Generator, slot: str) -> Pattern:
         kind=kind, base=base, accent=accent, period_m=round(period, 4),
         width=round(float(width.get(kind, 0.5)), 3),
         orientation=STRIPE_ORIENTATIONS[int(rng.choice(3, p=[0.45, 0.35, 0.2]))], motif=motif,
-    )  # fmt: skip
+    )
 
 
 def sample_garment(rng: np.random.Generator, slot: str, garment_id: str) -> GarmentSpec:
@@ -180,18 +180,18 @@ def sample_garment(rng: np.random.Generator, slot: str, garment_id: str) -> Garm
     if slot == "upper":
         style = UPPER_STYLES[int(rng.choice(3, p=[0.25, 0.4, 0.35]))]
         sleeve = {"sleeveless": rng.uniform(-0.1, -0.03), "short_sleeve": rng.uniform(0.15, 0.4),
-                  "long_sleeve": rng.uniform(0.85, 0.97)}[style]  # fmt: skip
+                  "long_sleeve": rng.uniform(0.85, 0.97)}[style]
         # Length variants: cropped, regular, long (tunic).
         hem = [rng.uniform(0.2, 0.35), rng.uniform(0.5, 0.7), rng.uniform(0.8, 0.92)][int(rng.choice(3, p=[0.2, 0.55, 0.25]))]
         neckline = NECKLINES[int(rng.choice(3, p=[0.5, 0.3, 0.2]))]
         return GarmentSpec(garment_id, slot, style, pattern, hem=round(float(hem), 3),
-                           sleeve=round(float(sleeve), 3), neckline=neckline)  # fmt: skip
+                           sleeve=round(float(sleeve), 3), neckline=neckline)
     if slot == "lower":
         style = LOWER_STYLES[int(rng.choice(3, p=[0.45, 0.3, 0.25]))]
         hem = {"trousers": rng.uniform(0.86, 0.97), "shorts": rng.uniform(0.2, 0.45), "skirt": rng.uniform(0.3, 0.75)}[style]
         flare = rng.uniform(1.0, 1.35) if style == "skirt" else 1.0
         return GarmentSpec(garment_id, slot, style, pattern, hem=round(float(hem), 3),
-                           waist=round(float(rng.uniform(0.3, 0.9)), 3), flare=round(float(flare), 3))  # fmt: skip
+                           waist=round(float(rng.uniform(0.3, 0.9)), 3), flare=round(float(flare), 3))
     raise GarmentSpecError(f"garment slot {slot!r} is unknown; use 'upper' or 'lower'")
 
 
@@ -309,5 +309,5 @@ def _draw_motif(draw: ImageDraw.ImageDraw, motif: str, center: tuple[float, floa
         "bolt": [(0.2, -1), (-0.6, 0.15), (0.0, 0.15), (-0.25, 1), (0.6, -0.2), (0.05, -0.2), (0.4, -1)],
         "heart": [(np.sin(t) ** 3, -(13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) - np.cos(4 * t)) / 16)
                   for t in np.linspace(0, 2 * np.pi, 40, endpoint=False)],
-    }[motif]  # fmt: skip
+    }[motif]
     draw.polygon([(cx + x * rx, cy + y * ry) for x, y in unit], fill=255)

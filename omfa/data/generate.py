@@ -60,7 +60,7 @@ def manifest(config: SynthConfig, partition: dict[str, tuple[str, ...]], shard_s
     return {
         "version": FORMAT_VERSION, "config": config.to_json(), "shard_size": shard_size,
         "presets": {split: list(partition[split]) for split in SPLITS},
-    }  # fmt: skip
+    }
 
 
 # One FittingRoom per worker process (an OpenGL context cannot be shared).
@@ -110,7 +110,7 @@ def generate(
         elapsed = time.perf_counter() - start
         rate = done / elapsed
         log(f"{task.split} {shard_name(task.index)}: {task.stop - task.start} samples in {seconds:.1f} s; "
-            f"{done}/{total} at {rate:.2f} samples/s, {(total - done) / max(rate, 1e-9) / 60:.1f} min left")  # fmt: skip
+            f"{done}/{total} at {rate:.2f} samples/s, {(total - done) / max(rate, 1e-9) / 60:.1f} min left")
 
     if workers <= 1:
         _init_worker(config, partition, str(root))

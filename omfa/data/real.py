@@ -159,7 +159,7 @@ class VitonHD(RealDataset):
     name = "VITON-HD"
 
     def __init__(self, root: str | Path, split: str = "train", pairs: str = "paired", pose_fn: PoseFn | None = None,
-                 *, size_hw: tuple[int, int]) -> None:  # fmt: skip
+                 *, size_hw: tuple[int, int]) -> None:
         if split not in ("train", "test") or pairs not in ("paired", "unpaired"):
             raise RealDatasetError(f"VITON-HD split {split!r} / pairs {pairs!r}; use train|test and paired|unpaired")
         self.root = Path(root)
@@ -197,7 +197,7 @@ class DressCode(RealDataset):
 
     def __init__(self, root: str | Path, split: str = "train", pairs: str = "paired",
                  categories: Sequence[str] = CATEGORIES, pose_fn: PoseFn | None = None,
-                 *, size_hw: tuple[int, int]) -> None:  # fmt: skip
+                 *, size_hw: tuple[int, int]) -> None:
         if split not in ("train", "test") or pairs not in ("paired", "unpaired"):
             raise RealDatasetError(f"DressCode split {split!r} / pairs {pairs!r}; use train|test and paired|unpaired")
         if split == "train" and pairs == "unpaired":
@@ -219,7 +219,7 @@ class DressCode(RealDataset):
         folder = self.root / category
         slot = "lower" if category == "lower_body" else "upper"
         sample: dict = {"meta": {"dataset": self.name, "category": category, "person": person, "garment": cloth,
-                                 "dress": category == "dresses", "pairs": self.pairs}}  # fmt: skip
+                                 "dress": category == "dresses", "pairs": self.pairs}}
         self._photo(sample, "reference", folder / "images" / person, DRESSCODE_LAYOUT, "pose_ref")
         garment = fit_to_canvas(_open(folder / "images" / cloth, DRESSCODE_LAYOUT).convert("RGB"), self.size_hw)
         label_name = re.sub(r"_0$", "_4", Path(person).stem) + ".png"
@@ -246,7 +246,7 @@ class DeepFashionMultiModal(RealDataset):
     name = "DeepFashion-MultiModal"
 
     def __init__(self, root: str | Path, split: str = "all", pose_fn: PoseFn | None = None,
-                 *, size_hw: tuple[int, int]) -> None:  # fmt: skip
+                 *, size_hw: tuple[int, int]) -> None:
         if split not in ("all", "train", "test"):
             raise RealDatasetError(f"DeepFashion-MultiModal split {split!r}; use all, train or test")
         self.root = Path(root)
@@ -269,7 +269,7 @@ class DeepFashionMultiModal(RealDataset):
     def _load(self, item: tuple[str, str, str]) -> dict:
         outfit, ref, target = item
         sample: dict = {"meta": {"dataset": self.name, "outfit": outfit, "reference": ref, "person": target},
-                        "tasks": ["multiview"]}  # fmt: skip
+                        "tasks": ["multiview"]}
         self._photo(sample, "reference", self.root / "images" / f"{ref}.jpg", DEEPFASHION_MM_LAYOUT, "pose_ref")
         self._photo(sample, "person_same", self.root / "images" / f"{target}.jpg", DEEPFASHION_MM_LAYOUT, "pose")
         for key, name in (("labels_reference", ref), ("labels_person_same", target)):

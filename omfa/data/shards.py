@@ -40,7 +40,7 @@ UNRECORDED_SIZE_HW: tuple[int, int] = (128, 96)
 SAMPLE_IMAGES: tuple[str, ...] = (
     "reference", "person", "person_same", "pose", "pose_ref", "surface", "surface_ref",
     "upper_a", "lower_a", "upper_b", "lower_b",
-)  # fmt: skip
+)
 # uint8 (H, W) label maps: the ids of `omfa.data.examples.LABELS` (0 background, 1 skin, 2 hair, 3 upper, ...).
 SAMPLE_LABELS: tuple[str, ...] = ("labels_reference", "labels_person", "labels_person_same")
 # bool (H, W) garment pixels of each shop image.

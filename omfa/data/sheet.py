@@ -15,7 +15,7 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     ("reference", "reference (A)"), ("pose_ref", "pose 1"), ("person", "person (B)"),
     ("person_same", "person (A)"), ("pose", "pose 2"), ("labels_person", "labels (B)"),
     ("upper_a", "upper A"), ("lower_a", "lower A"), ("upper_b", "upper B"), ("lower_b", "lower B"),
-)  # fmt: skip
+)
 
 
 def colorize_labels(labels: np.ndarray) -> np.ndarray:

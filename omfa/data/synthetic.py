@@ -53,7 +53,7 @@ MIN_SIDE, MAX_SIDE, SIDE_MULTIPLE = 16, 1024, 8
 _AMPLITUDE = np.array([
     0.15, 0.15, 0.06, 0.2, 0.2, 0.06, 0.1, 0.1, 0.06, 0.05, 0.05,  # hips, spine1, knees, spine2, ankles, spine3, feet
     0.08, 0.06, 0.06, 0.1, 0.22, 0.22, 0.25, 0.25, 0.15, 0.15,  # neck, collars, head, shoulders, elbows, wrists
-])  # fmt: skip
+])
 assert len(_AMPLITUDE) == NUM_BODY_JOINTS
 
 
@@ -133,7 +133,7 @@ class SampleSpec:
             "preset_ref": self.view_ref.preset, "perturbation_seed_ref": self.view_ref.perturbation_seed,
             "yaw_ref": self.view_ref.yaw_deg,
             "preset": self.view.preset, "perturbation_seed": self.view.perturbation_seed, "yaw": self.view.yaw_deg,
-        }  # fmt: skip
+        }
 
 
 # ----------------------------------------------------------------------------
@@ -253,7 +253,7 @@ def sample_spec(
     return SampleSpec(
         key=f"{split}-{index:06d}", split=split, index=index, identity=person, outfit_a=(upper_a, lower_a),
         outfit_b=outfit_b, replaced=replaced, view_ref=view_ref, view=view, group=group,
-    )  # fmt: skip
+    )
 
 
 def spec_digest(spec: GarmentSpec | Identity) -> str:

@@ -40,7 +40,7 @@ _PART_REGION = {
     "right_upper_arm": "arm_r", "right_forearm": "arm_r", "right_hand": "arm_r",
     "left_thigh": "leg_l", "left_shin": "leg_l", "left_foot": "leg_l",
     "right_thigh": "leg_r", "right_shin": "leg_r", "right_foot": "leg_r",
-}  # fmt: skip
+}
 # Texture panel of each region: both arms share one, both legs another.
 _REGION_PANEL = {"trunk": "trunk", "arm_l": "limb", "arm_r": "limb", "leg_l": "limb", "leg_r": "limb", "head": "trunk"}
 
@@ -150,7 +150,7 @@ class Tailor:
             "arm_r": limb_cylinder(j["right_shoulder"], j["right_wrist"], (0.0, 1.0, 0.0), points("arm_r")),
             "leg_l": limb_cylinder(j["left_hip"], j["left_ankle"], (0.0, 0.0, 1.0), points("leg_l")),
             "leg_r": limb_cylinder(j["right_hip"], j["right_ankle"], (0.0, 0.0, 1.0), points("leg_r")),
-        }  # fmt: skip
+        }
 
     def arm_position(self, points: np.ndarray) -> np.ndarray:
         """(N,) position along the arm of each rest point: 0 at the shoulder, 1 at the wrist (per side)."""
@@ -291,7 +291,7 @@ class Tailor:
         positions = np.stack([
             axis_center[0] + rad * np.sin(cols), np.broadcast_to(heights[:, None], rad.shape),
             axis_center[2] + rad * np.cos(cols),
-        ], axis=-1).reshape(-1, 3)  # fmt: skip
+        ], axis=-1).reshape(-1, 3)
         slant = np.linalg.norm(np.diff(positions.reshape(rings, -1, 3), axis=0), axis=-1).sum(axis=0).mean()
         u = np.broadcast_to((cols + np.pi) / (2 * np.pi), rad.shape)
         arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(positions.reshape(rings, -1, 3), axis=0), axis=-1).mean(axis=1))])
@@ -305,7 +305,7 @@ class Tailor:
         weights = _skirt_weights(positions, y_top, y_hem, axis_center)
         circumference = float(2 * np.pi * radius.mean())
         layer = Layer(faces=faces, uv=uv.astype(np.float32), panel=np.full(len(positions), PANELS.index("cone")),
-                      solid_rest=positions, solid_weights=weights)  # fmt: skip
+                      solid_rest=positions, solid_weights=weights)
         return layer, circumference, float(slant)
 
     def frames(self, posed: PosedMesh) -> np.ndarray:
@@ -335,7 +335,7 @@ def _pack(panels: list[np.ndarray], layers: list[Layer]) -> tuple[np.ndarray, li
         rows = starts[layer.panel] + np.clip(uv[:, 1], 0.0, 1.0) * heights[layer.panel]  # clamp along the body
         uv[:, 1] = 1.0 - rows / total  # OpenGL t: pyrender uploads rows bottom-up
         moved.append(Layer(layer.faces, uv.astype(np.float32), layer.panel, layer.piece, layer.solid_rest,
-                           layer.solid_weights))  # fmt: skip
+                           layer.solid_weights))
     return texture, moved
 
 

@@ -22,7 +22,20 @@ from omfa.imaging.prepare import (
 )
 
 __all__ = [
-    "GARMENT_FILL", "PERSON_HEIGHT_FRACTION", "Placement", "ImageInputError", "flatten_alpha",
-    "load_image", "Cutout", "U2NetP", "composite", "remove_background", "PreparedGarment",
-    "PreparedPortrait", "place_on_canvas", "prepare_garment", "prepare_portrait", "warm_up",
+    "GARMENT_FILL",
+    "PERSON_HEIGHT_FRACTION",
+    "Placement",
+    "ImageInputError",
+    "flatten_alpha",
+    "load_image",
+    "Cutout",
+    "U2NetP",
+    "composite",
+    "remove_background",
+    "PreparedGarment",
+    "PreparedPortrait",
+    "place_on_canvas",
+    "prepare_garment",
+    "prepare_portrait",
+    "warm_up",
 ]

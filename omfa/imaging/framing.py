@@ -72,7 +72,7 @@ class Placement:
 
     def apply(self, xy: np.ndarray) -> np.ndarray:
         """Map (N, 2) source pixel coordinates to canvas pixels: (N, 2) float32."""
-        return (np.asarray(xy, np.float32) * self.scale + np.asarray(self.offset, np.float32))
+        return np.asarray(xy, np.float32) * self.scale + np.asarray(self.offset, np.float32)
 
 
 @dataclass(frozen=True)
@@ -148,7 +148,8 @@ def frame_person(
     if nose.size == 0 or shoulders.size < 2:
         raise FramingError(
             "the photo must show the person's face and both shoulders; upload a photo taken "
-            "from the front, at least from the head down to the chest")
+            "from the front, at least from the head down to the chest"
+        )
     nose_xy = xy[_IDX["nose"]]
     shoulder_mid = xy[shoulders].mean(axis=0)
     shoulder_width = float(np.linalg.norm(xy[shoulders[0]] - xy[shoulders[1]]))
@@ -188,13 +189,14 @@ def frame_person(
     if full_body:
         note = "Whole body found." + note
     else:
-        note = (f"Half-body photo (visible down to the {group}): scaled from the visible part "
-                "with average body proportions; the rest of the canvas stays empty." + note)
+        note = (
+            f"Half-body photo (visible down to the {group}): scaled from the visible part "
+            "with average body proportions; the rest of the canvas stays empty." + note
+        )
     return PersonFrame(Placement(scale, offset), height, top, group, full_body, note)
 
 
-def frame_object(box: tuple[int, int, int, int], canvas_hw: tuple[int, int],
-                 fill: float = GARMENT_FILL) -> Placement:
+def frame_object(box: tuple[int, int, int, int], canvas_hw: tuple[int, int], fill: float = GARMENT_FILL) -> Placement:
     """Centre a bounding box (x0, y0, x1, y1) in the canvas, its limiting side filling ``fill``."""
     x0, y0, x1, y1 = box
     ch, cw = canvas_hw

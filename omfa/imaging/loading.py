@@ -17,7 +17,6 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
-from typing import Union
 
 import numpy as np
 from PIL import Image, ImageCms, UnidentifiedImageError
@@ -58,7 +57,7 @@ _SRGB = ImageCms.createProfile("sRGB")
 _ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
 _SIXTEEN_BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N")
 
-ImageSource = Union[bytes, bytearray, memoryview, str, os.PathLike, Image.Image, np.ndarray]
+ImageSource = bytes | bytearray | memoryview | str | os.PathLike | Image.Image | np.ndarray
 
 
 class ImageInputError(ValueError):
@@ -111,7 +110,8 @@ def load_image(
             raise ImageInputError(
                 f"the image is {width}x{height} px ({width * height / 1e6:.0f} MP), too large to "
                 f"decode (limit {max_pixels / 1e6:.0f} MP after JPEG downscaling). Downscale it; "
-                "about 2000 px on the long side is plenty.")
+                "about 2000 px on the long side is plenty."
+            )
         image.load()
         orientation = _orientation(image) if image.format else 1
         image = _to_rgb_or_rgba(image)
@@ -120,7 +120,8 @@ def load_image(
     except Exception as err:  # a hostile file may make any decoder raise anything
         raise ImageInputError(
             f"the image file is damaged or incomplete ({type(err).__name__}: {err}). "
-            f"Re-export it or {ASK[0].lower()}{ASK[1:]}.") from err
+            f"Re-export it or {ASK[0].lower()}{ASK[1:]}."
+        ) from err
     for step in _UPRIGHT.get(orientation, ()):
         image = image.transpose(step)
     if max(image.size) > max_side:
@@ -158,8 +159,8 @@ def _read(source: bytes | bytearray | memoryview | str | os.PathLike, max_bytes:
             data = fh.read(max_bytes + 1)
     else:
         raise ImageInputError(
-            f"cannot read an image from a {type(source).__name__}; pass bytes, a path, "
-            "a PIL image or a numpy array")
+            f"cannot read an image from a {type(source).__name__}; pass bytes, a path, a PIL image or a numpy array"
+        )
     if len(data) == 0:
         raise ImageInputError(f"the file is empty (0 bytes). {ASK}.")
     if len(data) > max_bytes:
@@ -168,8 +169,10 @@ def _read(source: bytes | bytearray | memoryview | str | os.PathLike, max_bytes:
 
 
 def _too_many_bytes(size: int, max_bytes: int) -> str:
-    return (f"the file is {_human(size)}; the limit is {_human(max_bytes)}. "
-            "Upload a smaller JPEG (a photo of about 2000 px is plenty).")
+    return (
+        f"the file is {_human(size)}; the limit is {_human(max_bytes)}. "
+        "Upload a smaller JPEG (a photo of about 2000 px is plenty)."
+    )
 
 
 def _human(n_bytes: int) -> str:
@@ -206,21 +209,22 @@ def _open(data: bytes) -> Image.Image:
     except Image.DecompressionBombError as err:
         raise ImageInputError(
             "the image declares hundreds of megapixels (a decompression bomb?). Upload a photo "
-            "of at most a few thousand pixels per side.") from err
+            "of at most a few thousand pixels per side."
+        ) from err
     except Exception as err:
-        raise ImageInputError(
-            f"the image header is damaged ({type(err).__name__}). {ASK}.") from err
+        raise ImageInputError(f"the image header is damaged ({type(err).__name__}). {ASK}.") from err
 
 
 def _check_shape(width: int, height: int, min_side: int) -> None:
     if min(width, height) < min_side:
         raise ImageInputError(
-            f"the image is {width}x{height} px; need at least {min_side}x{min_side}. "
-            "Upload a larger photo.")
+            f"the image is {width}x{height} px; need at least {min_side}x{min_side}. Upload a larger photo."
+        )
     if max(width, height) > MAX_ASPECT * min(width, height):
         raise ImageInputError(
             f"the image is {width}x{height} px, more than {MAX_ASPECT:.0f} times longer than "
-            "wide; crop it to a portrait or square photo.")
+            "wide; crop it to a portrait or square photo."
+        )
 
 
 def _orientation(image: Image.Image) -> int:
@@ -248,8 +252,8 @@ def _to_rgb_or_rgba(image: Image.Image) -> Image.Image:
         converted = image.convert("RGBA" if has_alpha else "RGB")
     except ValueError as err:
         raise ImageInputError(
-            f"colour mode {image.mode} is not supported. Save the image as an sRGB "
-            f"PNG or JPEG.") from err
+            f"colour mode {image.mode} is not supported. Save the image as an sRGB PNG or JPEG."
+        ) from err
     if has_alpha and converted.getchannel("A").getextrema()[0] == 255:
         converted = converted.convert("RGB")  # declared transparency, none used
     return converted
@@ -276,8 +280,7 @@ def _from_array(array: np.ndarray) -> Image.Image:
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[..., 0]
     if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (3, 4)):
-        raise ImageInputError(
-            f"image array shape is {array.shape}; need (H, W), (H, W, 3) or (H, W, 4)")
+        raise ImageInputError(f"image array shape is {array.shape}; need (H, W), (H, W, 3) or (H, W, 4)")
     if array.dtype == np.bool_:
         array = array.astype(np.uint8) * 255
     elif array.dtype != np.uint8:
@@ -285,8 +288,8 @@ def _from_array(array: np.ndarray) -> Image.Image:
             raise ImageInputError(f"image array dtype is {array.dtype}; need uint8")
         if array.dtype.kind == "f" and np.isfinite(array).all() and (array.min() < 0 or array.max() > 1):
             raise ImageInputError(
-                f"float image values span [{array.min():.3g}, {array.max():.3g}]; "
-                "scale them to [0, 1] or pass uint8")
+                f"float image values span [{array.min():.3g}, {array.max():.3g}]; scale them to [0, 1] or pass uint8"
+            )
         flat = array.reshape(array.shape[0], -1)
         array = _to_uint8(flat).reshape(array.shape)
     return Image.fromarray(np.ascontiguousarray(array))  # (H, W) -> L, C=3 -> RGB, C=4 -> RGBA

@@ -65,16 +65,16 @@ class U2NetP:
                 if not self.model_path.is_file():
                     raise BackgroundModelError(
                         f"u2netp model not found at {self.model_path}; restore "
-                        "assets/u2netp/u2netp.onnx from the repository")
+                        "assets/u2netp/u2netp.onnx from the repository"
+                    )
                 import onnxruntime as ort
 
                 try:
-                    self._session = ort.InferenceSession(
-                        str(self.model_path), providers=["CPUExecutionProvider"])
+                    self._session = ort.InferenceSession(str(self.model_path), providers=["CPUExecutionProvider"])
                 except Exception as err:  # onnxruntime raises its own error types
                     raise BackgroundModelError(
-                        f"cannot load {self.model_path} ({err}); restore the file from "
-                        "the repository") from err
+                        f"cannot load {self.model_path} ({err}); restore the file from the repository"
+                    ) from err
             return self._session
 
     def probability(self, rgb: np.ndarray) -> np.ndarray:
@@ -135,8 +135,7 @@ def remove_background(
         raise ValueError(f"method={method!r}; use 'auto', 'u2netp' or 'selfie'")
     array = np.asarray(image)
     if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] not in (3, 4):
-        raise ValueError(
-            f"image is {array.dtype} {array.shape}; pass an RGB(A) uint8 image of shape (H, W, 3|4)")
+        raise ValueError(f"image is {array.dtype} {array.shape}; pass an RGB(A) uint8 image of shape (H, W, 3|4)")
     rgb = np.ascontiguousarray(array[..., :3])
     if array.shape[2] == 4 and array[..., 3].min() < 255:
         return Cutout(rgb, array[..., 3].astype(np.float32) / 255.0, "alpha")
@@ -149,8 +148,7 @@ def remove_background(
     return Cutout(rgb, (mediapipe or default_models()).selfie_mask(rgb), "selfie")
 
 
-def composite(rgb: np.ndarray, alpha: np.ndarray,
-              background: tuple[int, int, int] = BACKGROUND_RGB) -> np.ndarray:
+def composite(rgb: np.ndarray, alpha: np.ndarray, background: tuple[int, int, int] = BACKGROUND_RGB) -> np.ndarray:
     """Blend (H, W, 3) uint8 over a flat background with (H, W) alpha: (H, W, 3) uint8."""
     a = alpha[..., None].astype(np.float32)
     out = rgb.astype(np.float32) * a + np.asarray(background, np.float32) * (1.0 - a)

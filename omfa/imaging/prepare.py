@@ -50,8 +50,11 @@ MIN_FOREGROUND, MAX_FOREGROUND = 0.005, 0.97
 # estimated): below it the canvas would show an upscaled blur.
 MIN_PERSON_HEIGHT = 96
 _SHOULDERS = [POSE_LANDMARK_NAMES.index("left_shoulder"), POSE_LANDMARK_NAMES.index("right_shoulder")]
-_METHOD_NAMES = {"u2netp": "U^2-Net (u2netp)", "selfie": "MediaPipe selfie segmentation",
-                 "alpha": "the upload's own transparency"}
+_METHOD_NAMES = {
+    "u2netp": "U^2-Net (u2netp)",
+    "selfie": "MediaPipe selfie segmentation",
+    "alpha": "the upload's own transparency",
+}
 
 
 @dataclass(frozen=True)
@@ -104,8 +107,9 @@ def warm_up(mediapipe: MediapipeModels | None = None, u2netp: U2NetP | None = No
     (u2netp or default_u2netp()).probability(blank)
 
 
-def place_on_canvas(rgb: np.ndarray, alpha: np.ndarray, placement: Placement,
-                    size_hw: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+def place_on_canvas(
+    rgb: np.ndarray, alpha: np.ndarray, placement: Placement, size_hw: Sequence[int]
+) -> tuple[np.ndarray, np.ndarray]:
     """Resample a cut-out onto the white canvas.
 
     Args:
@@ -125,8 +129,10 @@ def place_on_canvas(rgb: np.ndarray, alpha: np.ndarray, placement: Placement,
     out_rgb = np.zeros((ch, cw, 3), np.uint8)
     out_alpha = np.zeros((ch, cw), np.float32)
     if x1 > x0 and y1 > y0:
-        box = tuple(float(np.clip(v, 0, lim)) for v, lim in (
-            ((x0 - ox) / s, w), ((y0 - oy) / s, h), ((x1 - ox) / s, w), ((y1 - oy) / s, h)))
+        box = tuple(
+            float(np.clip(v, 0, lim))
+            for v, lim in (((x0 - ox) / s, w), ((y0 - oy) / s, h), ((x1 - ox) / s, w), ((y1 - oy) / s, h))
+        )
         rgba = Image.fromarray(np.dstack([rgb, np.rint(alpha * 255).astype(np.uint8)]))
         # Pillow resamples RGBA premultiplied: background colours do not bleed
         # into the edges.
@@ -141,8 +147,9 @@ def _check_size(size_hw: Sequence[int]) -> tuple[int, int]:
     try:
         height, width = (int(v) for v in size_hw)
     except (TypeError, ValueError):
-        raise ValueError(f"size_hw is {size_hw!r}; pass the canvas size as (height, width), "
-                         "e.g. pipe.canvas_hw") from None
+        raise ValueError(
+            f"size_hw is {size_hw!r}; pass the canvas size as (height, width), e.g. pipe.canvas_hw"
+        ) from None
     if height < 1 or width < 1:
         raise ValueError(f"size_hw is {height}x{width}; pass a positive (height, width), e.g. pipe.canvas_hw")
     return height, width
@@ -150,18 +157,24 @@ def _check_size(size_hw: Sequence[int]) -> tuple[int, int]:
 
 def _one_person(count: int, what: str) -> None:
     if count > 1:
-        raise ImageInputError(
-            f"the {what} shows {count} people; upload a photo of one person alone (or crop it)")
+        raise ImageInputError(f"the {what} shows {count} people; upload a photo of one person alone (or crop it)")
 
 
-def _portrait_from_rgb(rgb: np.ndarray, people: People, mediapipe: MediapipeModels,
-                       u2netp: U2NetP | None, what: str, size_hw: tuple[int, int]) -> PreparedPortrait:
+def _portrait_from_rgb(
+    rgb: np.ndarray,
+    people: People,
+    mediapipe: MediapipeModels,
+    u2netp: U2NetP | None,
+    what: str,
+    size_hw: tuple[int, int],
+) -> PreparedPortrait:
     """Cut out and frame the one person of ``rgb`` (H, W, 3) found as ``people``."""
     _one_person(people.count, what)
     if people.pose is None:
         raise ImageInputError(
             f"no person found in the {what}; upload a photo of one person seen from the front, "
-            "at least from the head down to the chest")
+            "at least from the head down to the chest"
+        )
     cut = remove_background(rgb, u2netp=u2netp, mediapipe=mediapipe)
     h, w = rgb.shape[:2]
     xy = people.pose.pixel_xy(h, w)
@@ -172,15 +185,20 @@ def _portrait_from_rgb(rgb: np.ndarray, people: People, mediapipe: MediapipeMode
     if frame.height_px < MIN_PERSON_HEIGHT:
         raise ImageInputError(
             f"the person in the {what} is only about {frame.height_px:.0f} px tall; upload a "
-            f"larger or closer photo (at least {MIN_PERSON_HEIGHT} px from head to feet)")
+            f"larger or closer photo (at least {MIN_PERSON_HEIGHT} px from head to feet)"
+        )
     image, alpha = place_on_canvas(cut.rgb, cut.alpha, frame.placement, size_hw)
     info = f"{frame.note} Background removed with {_METHOD_NAMES[cut.method]}."
-    return PreparedPortrait(image, alpha, people.pose, frame.placement.apply(xy),
-                            frame.full_body, info)
+    return PreparedPortrait(image, alpha, people.pose, frame.placement.apply(xy), frame.full_body, info)
 
 
-def prepare_portrait(source: ImageSource, *, size_hw: Sequence[int], mediapipe: MediapipeModels | None = None,
-                     u2netp: U2NetP | None = None) -> PreparedPortrait:
+def prepare_portrait(
+    source: ImageSource,
+    *,
+    size_hw: Sequence[int],
+    mediapipe: MediapipeModels | None = None,
+    u2netp: U2NetP | None = None,
+) -> PreparedPortrait:
     """Load a portrait and place its one person on a ``size_hw`` canvas (the ``reference`` slot).
 
     Raises:
@@ -193,8 +211,13 @@ def prepare_portrait(source: ImageSource, *, size_hw: Sequence[int], mediapipe: 
     return _portrait_from_rgb(rgb, mediapipe.people(rgb), mediapipe, u2netp, "portrait", size_hw)
 
 
-def prepare_garment(source: ImageSource, *, size_hw: Sequence[int], mediapipe: MediapipeModels | None = None,
-                    u2netp: U2NetP | None = None) -> PreparedGarment:
+def prepare_garment(
+    source: ImageSource,
+    *,
+    size_hw: Sequence[int],
+    mediapipe: MediapipeModels | None = None,
+    u2netp: U2NetP | None = None,
+) -> PreparedGarment:
     """Load a garment source, decide whether it is a flat garment or a dressed person, and place
     it on a ``size_hw`` canvas.
 
@@ -212,24 +235,32 @@ def prepare_garment(source: ImageSource, *, size_hw: Sequence[int], mediapipe: M
     _one_person(people.count, "garment photo")
     if people.pose is not None and bool((people.pose.visibility[_SHOULDERS] > MIN_VISIBILITY).all()):
         portrait = _portrait_from_rgb(rgb, people, mediapipe, u2netp, "garment photo", size_hw)
-        return PreparedGarment("person", portrait.image, portrait.alpha, portrait,
-                               "A dressed person: the garment is extracted first (try-off). "
-                               + portrait.info)
+        return PreparedGarment(
+            "person",
+            portrait.image,
+            portrait.alpha,
+            portrait,
+            "A dressed person: the garment is extracted first (try-off). " + portrait.info,
+        )
     if people.count:
         raise ImageInputError(
             "the garment photo shows a person but not their upper body; upload the garment laid "
-            "flat, or a photo of someone wearing it from the head down to at least the hips")
+            "flat, or a photo of someone wearing it from the head down to at least the hips"
+        )
     cut = remove_background(np.asarray(loaded), u2netp=u2netp, mediapipe=mediapipe)
     covered = float((cut.alpha > 0.5).mean())
     if covered < MIN_FOREGROUND:
         raise ImageInputError(
             "no garment found in the garment photo; upload a photo of the garment laid flat or "
-            "on a hanger, against a plain background")
+            "on a hanger, against a plain background"
+        )
     if covered > MAX_FOREGROUND:
         raise ImageInputError(
             "the garment photo shows no background around the garment; upload a photo with "
-            "the whole garment visible on a plain background")
+            "the whole garment visible on a plain background"
+        )
     box = foreground_box(cut.alpha)
     image, alpha = place_on_canvas(cut.rgb, cut.alpha, frame_object(box, size_hw), size_hw)
-    return PreparedGarment("flat", image, alpha, None,
-                           f"Flat garment. Background removed with {_METHOD_NAMES[cut.method]}.")
+    return PreparedGarment(
+        "flat", image, alpha, None, f"Flat garment. Background removed with {_METHOD_NAMES[cut.method]}."
+    )

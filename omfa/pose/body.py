@@ -34,36 +34,100 @@ NUM_SHAPE = 10  # shape (beta) coefficients accepted by both backends
 
 # The 22 SMPL-X body joints in SMPL-X order; body_pose row i rotates joint i + 1.
 JOINT_NAMES: tuple[str, ...] = (
-    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee",
-    "spine2", "left_ankle", "right_ankle", "spine3", "left_foot", "right_foot",
-    "neck", "left_collar", "right_collar", "head", "left_shoulder",
-    "right_shoulder", "left_elbow", "right_elbow", "left_wrist", "right_wrist",
-)  # fmt: skip
+    "pelvis",
+    "left_hip",
+    "right_hip",
+    "spine1",
+    "left_knee",
+    "right_knee",
+    "spine2",
+    "left_ankle",
+    "right_ankle",
+    "spine3",
+    "left_foot",
+    "right_foot",
+    "neck",
+    "left_collar",
+    "right_collar",
+    "head",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+)
 BODY_POSE_JOINTS: tuple[str, ...] = JOINT_NAMES[1:]
 # Parent of each joint in JOINT_NAMES (-1 for the root), as in SMPL-X.
 JOINT_PARENTS: tuple[int, ...] = (
-    -1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19,
-)  # fmt: skip
+    -1,
+    0,
+    0,
+    0,
+    1,
+    2,
+    3,
+    4,
+    5,
+    6,
+    7,
+    8,
+    9,
+    9,
+    9,
+    12,
+    13,
+    14,
+    16,
+    17,
+    18,
+    19,
+)
 
 # Body regions of the pose map. A vertex belongs to the region of the joint
 # that moves it most: the shoulder joint moves the upper arm, the elbow the
 # forearm, the hip the thigh, the knee the shin, the ankle the foot.
 PART_NAMES: tuple[str, ...] = (
-    "head", "neck", "torso",
-    "left_upper_arm", "left_forearm", "left_hand",
-    "right_upper_arm", "right_forearm", "right_hand",
-    "left_thigh", "left_shin", "left_foot",
-    "right_thigh", "right_shin", "right_foot",
-)  # fmt: skip
+    "head",
+    "neck",
+    "torso",
+    "left_upper_arm",
+    "left_forearm",
+    "left_hand",
+    "right_upper_arm",
+    "right_forearm",
+    "right_hand",
+    "left_thigh",
+    "left_shin",
+    "left_foot",
+    "right_thigh",
+    "right_shin",
+    "right_foot",
+)
 JOINT_PART: dict[str, str] = {
-    "pelvis": "torso", "spine1": "torso", "spine2": "torso", "spine3": "torso",
-    "left_collar": "torso", "right_collar": "torso", "neck": "neck", "head": "head",
-    "left_shoulder": "left_upper_arm", "left_elbow": "left_forearm", "left_wrist": "left_hand",
-    "right_shoulder": "right_upper_arm", "right_elbow": "right_forearm", "right_wrist": "right_hand",
-    "left_hip": "left_thigh", "left_knee": "left_shin", "left_ankle": "left_foot",
-    "left_foot": "left_foot", "right_hip": "right_thigh", "right_knee": "right_shin",
-    "right_ankle": "right_foot", "right_foot": "right_foot",
-}  # fmt: skip
+    "pelvis": "torso",
+    "spine1": "torso",
+    "spine2": "torso",
+    "spine3": "torso",
+    "left_collar": "torso",
+    "right_collar": "torso",
+    "neck": "neck",
+    "head": "head",
+    "left_shoulder": "left_upper_arm",
+    "left_elbow": "left_forearm",
+    "left_wrist": "left_hand",
+    "right_shoulder": "right_upper_arm",
+    "right_elbow": "right_forearm",
+    "right_wrist": "right_hand",
+    "left_hip": "left_thigh",
+    "left_knee": "left_shin",
+    "left_ankle": "left_foot",
+    "left_foot": "left_foot",
+    "right_hip": "right_thigh",
+    "right_knee": "right_shin",
+    "right_ankle": "right_foot",
+    "right_foot": "right_foot",
+}
 
 
 class PoseError(ValueError):
@@ -350,9 +414,13 @@ class SMPLXBody(Body):
         self._torch = torch
         try:
             self._model = smplx.SMPLX(
-                str(path.parent), ext=path.suffix[1:], gender="neutral", num_betas=NUM_SHAPE,
-                use_pca=False, flat_hand_mean=False,
-            )  # fmt: skip
+                str(path.parent),
+                ext=path.suffix[1:],
+                gender="neutral",
+                num_betas=NUM_SHAPE,
+                use_pca=False,
+                flat_hand_mean=False,
+            )
         except (KeyError, ValueError, OSError, RuntimeError) as error:
             raise BodyModelError(f"{path} is not a valid SMPL-X model file ({error}); {SMPLX_HELP}") from None
         self.faces = np.ascontiguousarray(self._model.faces, dtype=np.int32)
@@ -374,9 +442,11 @@ class SMPLXBody(Body):
 
         with torch.no_grad():
             output = self._model(
-                betas=tensor(shape), global_orient=tensor(pose.global_orient),
-                body_pose=tensor(pose.body_pose), return_verts=True,
-            )  # fmt: skip
+                betas=tensor(shape),
+                global_orient=tensor(pose.global_orient),
+                body_pose=tensor(pose.body_pose),
+                return_verts=True,
+            )
         return output.vertices[0].double().numpy(), output.joints[0, :22].double().numpy()
 
 

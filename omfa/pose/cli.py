@@ -26,7 +26,7 @@ if TYPE_CHECKING:  # rendering loads OpenGL: imported only by the commands that 
 
 
 def _size(text: str) -> tuple[int, int]:
-    """"128x96" -> (128, 96): height x width."""
+    """Parse a size such as "128x96" into (height, width) = (128, 96)."""
     try:
         height, width = (int(v) for v in text.lower().split("x"))
     except ValueError:
@@ -42,8 +42,12 @@ def _parser() -> argparse.ArgumentParser:
     render = commands.add_parser("render", help="render a preset or a pose file")
     render.add_argument("pose", help="preset name, or a pose .json file (as written by from-photo)")
     render.add_argument("--yaw", type=float, default=None, help="camera yaw in degrees (default: the preset's)")
-    render.add_argument("--style", choices=("thumbnail", "map", "surface"), default="thumbnail",
-                        help="shaded thumbnail, or a pose condition: part colours (map) or surface coordinates")  # fmt: skip
+    render.add_argument(
+        "--style",
+        choices=("thumbnail", "map", "surface"),
+        default="thumbnail",
+        help="shaded thumbnail, or a pose condition: part colours (map) or surface coordinates",
+    )
     render.add_argument("--size", type=_size, default=None, help="HEIGHTxWIDTH (default 256x256 / 128x96)")
     render.add_argument("--out", required=True, type=Path, help="output .png (or .glb for a 3-D model)")
 
@@ -118,8 +122,9 @@ def _run(args: argparse.Namespace) -> int:
                     from omfa.pose.lowpoly import LowPolyBody
 
                     kind = "parts" if args.style == "map" else "surface"
-                    image = pose_condition(renderer, LowPolyBody(body).posed(preset.pose), yaw,
-                                           args.size or (128, 96), kind)
+                    image = pose_condition(
+                        renderer, LowPolyBody(body).posed(preset.pose), yaw, args.size or (128, 96), kind
+                    )
                 else:
                     image = renderer.thumbnail(mesh, yaw, args.size or (256, 256))
             Image.fromarray(image).save(args.out)
@@ -166,4 +171,3 @@ def main(argv: list[str]) -> int:
     except (PresetError, BodyModelError, ValueError) as error:
         print(f"omfa pose: {error}", file=sys.stderr)
         return 2
-

@@ -36,8 +36,9 @@ def check_kind(kind: str) -> str:
     return kind
 
 
-def pose_condition(renderer: PoseRenderer, mesh: PosedMesh, yaw_deg: float, size_hw: Sequence[int],
-                   kind: str = DEFAULT_POSE_CONDITION) -> np.ndarray:
+def pose_condition(
+    renderer: PoseRenderer, mesh: PosedMesh, yaw_deg: float, size_hw: Sequence[int], kind: str = DEFAULT_POSE_CONDITION
+) -> np.ndarray:
     """The pose condition of `mesh` seen from `yaw_deg`: (H, W, 3) uint8 on black, H x W = `size_hw`."""
     if check_kind(kind) == "surface":
         return renderer.surface_map(mesh, float(yaw_deg), size_hw)

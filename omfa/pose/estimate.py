@@ -80,13 +80,21 @@ KEYPOINT_NAMES = tuple(name for name, _, _ in KEYPOINTS)
 # Bones as (from, to) keypoints, with a weight: the two lines across the body
 # fix its orientation, the spine and neck its bend, the limbs everything else.
 BONES: tuple[tuple[str, str, float], ...] = (
-    ("right_hip", "left_hip", 2.0), ("right_shoulder", "left_shoulder", 2.0),
-    ("hips", "shoulders", 2.0), ("shoulders", "head", 1.0),
-    ("left_hip", "left_knee", 1.0), ("left_knee", "left_ankle", 1.0), ("left_ankle", "left_toe", 0.5),
-    ("right_hip", "right_knee", 1.0), ("right_knee", "right_ankle", 1.0), ("right_ankle", "right_toe", 0.5),
-    ("left_shoulder", "left_elbow", 1.0), ("left_elbow", "left_wrist", 1.0),
-    ("right_shoulder", "right_elbow", 1.0), ("right_elbow", "right_wrist", 1.0),
-)  # fmt: skip
+    ("right_hip", "left_hip", 2.0),
+    ("right_shoulder", "left_shoulder", 2.0),
+    ("hips", "shoulders", 2.0),
+    ("shoulders", "head", 1.0),
+    ("left_hip", "left_knee", 1.0),
+    ("left_knee", "left_ankle", 1.0),
+    ("left_ankle", "left_toe", 0.5),
+    ("right_hip", "right_knee", 1.0),
+    ("right_knee", "right_ankle", 1.0),
+    ("right_ankle", "right_toe", 0.5),
+    ("left_shoulder", "left_elbow", 1.0),
+    ("left_elbow", "left_wrist", 1.0),
+    ("right_shoulder", "right_elbow", 1.0),
+    ("right_elbow", "right_wrist", 1.0),
+)
 # BlazePose puts its hip landmarks on the outside of the hips, SMPL-X its hip
 # joints in the hip sockets: on the mannequin the landmark hip line is 1.83
 # times the joint hip line (0.223 m vs 0.122 m, the same in every preset), so
@@ -220,8 +228,11 @@ def lift_landmarks(pixel_xy: np.ndarray, world_xyz: np.ndarray, landmark_names: 
     pixel_xy = np.asarray(pixel_xy, dtype=np.float64)
     world = np.asarray(world_xyz, dtype=np.float64)
     index = landmark_names.index
-    pairs = [(index(f"{side}_{a}"), index(f"{side}_{b}")) for side in ("left", "right")
-             for a, b in (("shoulder", "hip"), ("hip", "knee"), ("knee", "ankle"), ("shoulder", "elbow"))]  # fmt: skip
+    pairs = [
+        (index(f"{side}_{a}"), index(f"{side}_{b}"))
+        for side in ("left", "right")
+        for a, b in (("shoulder", "hip"), ("hip", "knee"), ("knee", "ankle"), ("shoulder", "elbow"))
+    ]
     in_image = sum(np.linalg.norm(pixel_xy[a] - pixel_xy[b]) for a, b in pairs)
     in_world = sum(np.linalg.norm(world[a, :2] - world[b, :2]) for a, b in pairs)
     scale = in_world / max(in_image, 1e-9)  # metres per pixel

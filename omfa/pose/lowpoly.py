@@ -63,8 +63,9 @@ class LowPolyBody:
         """The low-poly body in `pose` (grounded like the full body)."""
         full = self.body.posed(pose, shape)
         face_uv = None if full.face_uv is None else full.face_uv[self.kept]
-        return PosedMesh(full.vertices[self.kept], self.faces, self.part_labels, full.joints, face_uv=face_uv,
-                         surface=self.surface)
+        return PosedMesh(
+            full.vertices[self.kept], self.faces, self.part_labels, full.joints, face_uv=face_uv, surface=self.surface
+        )
 
     def rest(self, shape: np.ndarray | None = None) -> PosedMesh:
         """The rest T-pose, same vertex order as `posed`."""

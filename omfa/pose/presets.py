@@ -147,8 +147,9 @@ def _load_cached(directory: str, listing: tuple[tuple[str, int, int], ...]) -> d
         path = folder / file_name
         preset = read_preset(path)
         if preset.name != path.stem:
-            raise PresetError(f"{path.name}: field 'name' is {preset.name!r} but the file is {path.stem!r}.json; "
-                              f"make them match")  # fmt: skip
+            raise PresetError(
+                f"{path.name}: field 'name' is {preset.name!r} but the file is {path.stem!r}.json; make them match"
+            )
         presets[preset.name] = preset
     return presets
 
@@ -158,9 +159,7 @@ def load_presets(directory: str | Path | None = None) -> dict[str, PosePreset]:
     folder = (Path(directory) if directory is not None else PRESET_DIR).resolve()
     if not folder.is_dir():
         raise PresetError(f"preset folder {folder} does not exist; pass a folder of *.json presets")
-    listing = tuple(
-        (path.name, path.stat().st_size, path.stat().st_mtime_ns) for path in sorted(folder.glob("*.json"))
-    )
+    listing = tuple((path.name, path.stat().st_size, path.stat().st_mtime_ns) for path in sorted(folder.glob("*.json")))
     if not listing:
         raise PresetError(f"preset folder {folder} holds no *.json files")
     return dict(_load_cached(str(folder), listing))

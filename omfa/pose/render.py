@@ -245,8 +245,10 @@ class PoseRenderer:
         # Lights move with the camera, like a photographer's: a key light from
         # above and to the camera's left, and a weaker fill from its right.
         for direction, intensity in (((-0.5, 0.8, 1.0), 2.6), ((0.6, 0.1, 1.0), 1.0)):
-            scene.add(pyrender.DirectionalLight(color=np.ones(3), intensity=intensity),
-                      pose=cam_pose @ _look_along(-np.asarray(direction)))  # fmt: skip
+            scene.add(
+                pyrender.DirectionalLight(color=np.ones(3), intensity=intensity),
+                pose=cam_pose @ _look_along(-np.asarray(direction)),
+            )
         return scene
 
     def _draw(self, scene: pyrender.Scene, size_hw: tuple[int, int], flags, seg_node_map=None):
@@ -313,8 +315,9 @@ class PoseRenderer:
         size = _check_size(size_hw)
         colors = np.concatenate([mesh.surface, np.ones((len(mesh.surface), 1))], axis=1).astype(np.float32)
         material = pyrender.MetallicRoughnessMaterial(baseColorFactor=(1.0, 1.0, 1.0, 1.0), metallicFactor=0.0)
-        primitive = pyrender.Primitive(positions=mesh.vertices, color_0=colors, indices=mesh.faces.astype(np.uint32),
-                                       material=material)
+        primitive = pyrender.Primitive(
+            positions=mesh.vertices, color_0=colors, indices=mesh.faces.astype(np.uint32), material=material
+        )
         scene = self._scene([pyrender.Mesh([primitive])], yaw_deg, size, (0.0, 0.0, 0.0))
         color, _ = self._draw(scene, size, pyrender.RenderFlags.FLAT)
         return np.ascontiguousarray(color[..., :3])
@@ -322,15 +325,19 @@ class PoseRenderer:
     def thumbnail(self, mesh: PosedMesh, yaw_deg: float = 0.0, size_hw: Sequence[int] = THUMBNAIL_HW) -> np.ndarray:
         """A shaded gallery image (H, W, 3) uint8: pastel part colours on light grey, with a face."""
         colors = 0.55 * PALETTE[mesh.part_labels] / 255.0 + 0.45 * 0.8  # soften towards grey
-        material = pyrender.MetallicRoughnessMaterial(baseColorFactor=(1.0, 1.0, 1.0, 1.0), roughnessFactor=0.8,
-                                                      metallicFactor=0.0)  # fmt: skip
+        material = pyrender.MetallicRoughnessMaterial(
+            baseColorFactor=(1.0, 1.0, 1.0, 1.0), roughnessFactor=0.8, metallicFactor=0.0
+        )
         if mesh.face_uv is not None:
             material.baseColorTexture = pyrender.Texture(source=face_texture(), source_channels="RGB")
         primitive = pyrender.Primitive(
-            positions=mesh.vertices, normals=_vertex_normals(mesh.vertices, mesh.faces),
+            positions=mesh.vertices,
+            normals=_vertex_normals(mesh.vertices, mesh.faces),
             color_0=np.concatenate([colors, np.ones((len(colors), 1))], axis=1).astype(np.float32),
-            texcoord_0=mesh.face_uv, indices=mesh.faces.astype(np.uint32), material=material,
-        )  # fmt: skip
+            texcoord_0=mesh.face_uv,
+            indices=mesh.faces.astype(np.uint32),
+            material=material,
+        )
         color, _ = self.render([pyrender.Mesh([primitive])], yaw_deg, size_hw, background=THUMBNAIL_BACKGROUND)
         return color
 

@@ -23,8 +23,9 @@ from PIL import Image
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="omfa", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="omfa", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     def common(p: argparse.ArgumentParser) -> None:
@@ -86,8 +87,11 @@ def _run(args: argparse.Namespace) -> int:
     ctx = StudioContext(OMFAPipeline.load(args.model))
     try:
         if args.command in ("tryon", "transfer"):
-            choice = PoseChoice("portrait" if args.pose == "portrait" else "preset",
-                                args.pose if args.pose != "portrait" else "a_pose", args.turn)
+            choice = PoseChoice(
+                "portrait" if args.pose == "portrait" else "preset",
+                args.pose if args.pose != "portrait" else "a_pose",
+                args.turn,
+            )
             if args.command == "tryon":
                 sources = [(s, w) for s, w in ((args.top, "upper"), (args.bottom, "lower")) if s]
             else:
@@ -97,8 +101,9 @@ def _run(args: argparse.Namespace) -> int:
             frames = stream_try_off(ctx, args.photo, args.which, settings)
         else:
             turns = [float(t) for t in args.turns.split(",") if t.strip()]
-            frames = stream_gallery(ctx, args.portrait, [p.strip() for p in args.poses.split(",") if p.strip()],
-                                    turns, settings)
+            frames = stream_gallery(
+                ctx, args.portrait, [p.strip() for p in args.poses.split(",") if p.strip()], turns, settings
+            )
         last = None
         for frame in frames:
             if not args.quiet:
@@ -111,7 +116,7 @@ def _run(args: argparse.Namespace) -> int:
                 if slot in last.images and (args.which in (slot, "both")):
                     _save(last.images[slot], args.out_dir / f"{slot}.png")
         else:
-            for k, (image, caption) in enumerate(last.gallery):
+            for k, (image, _caption) in enumerate(last.gallery):
                 _save(image, args.out_dir / f"view_{k:02d}.png")
     finally:
         ctx.close()

@@ -126,8 +126,15 @@ class StudioContext:
         cache_size: prepared uploads kept for each kind (portraits, garments, estimated poses).
     """
 
-    def __init__(self, pipe: OMFAPipeline, *, gpu: Callable[[Callable], Callable] | None = None,
-                 body: Body | None = None, mediapipe: MediapipeModels | None = None, cache_size: int = 32) -> None:  # fmt: skip
+    def __init__(
+        self,
+        pipe: OMFAPipeline,
+        *,
+        gpu: Callable[[Callable], Callable] | None = None,
+        body: Body | None = None,
+        mediapipe: MediapipeModels | None = None,
+        cache_size: int = 32,
+    ) -> None:
         self.pipe = pipe
         self.canvas_hw: tuple[int, int] = tuple(pipe.canvas_hw)
         self.pose_kind = check_kind(pipe.transformer.config.pose_condition)
@@ -164,15 +171,19 @@ class StudioContext:
         """The portrait on the canvas (the `reference` slot). Raises ImageInputError for the user."""
         if source is None:
             raise ImageInputError("no portrait given; upload a photo of one person, head to at least the chest")
-        return self._cache.get_or_make(content_key("portrait", source), lambda: prepare_portrait(
-            source, size_hw=self.canvas_hw, mediapipe=self.mediapipe, u2netp=self.u2netp))  # fmt: skip
+        return self._cache.get_or_make(
+            content_key("portrait", source),
+            lambda: prepare_portrait(source, size_hw=self.canvas_hw, mediapipe=self.mediapipe, u2netp=self.u2netp),
+        )
 
     def garment(self, source: Any, what: str = "garment") -> PreparedGarment:
         """A flat garment or a dressed person, told apart. Raises ImageInputError for the user."""
         if source is None:
             raise ImageInputError(f"no {what} photo given; upload a garment laid flat or a person wearing it")
-        return self._cache.get_or_make(content_key("garment", source), lambda: prepare_garment(
-            source, size_hw=self.canvas_hw, mediapipe=self.mediapipe, u2netp=self.u2netp))  # fmt: skip
+        return self._cache.get_or_make(
+            content_key("garment", source),
+            lambda: prepare_garment(source, size_hw=self.canvas_hw, mediapipe=self.mediapipe, u2netp=self.u2netp),
+        )
 
     def photo_pose(self, source: Any) -> Pose:
         """The body pose of the one person in a photo (camera view: yaw 0 reproduces it)."""
@@ -196,8 +207,7 @@ class StudioContext:
     def pose_map(self, pose: Pose, yaw_deg: float) -> np.ndarray:
         """The model's pose condition for `pose` seen from `yaw_deg`: (H, W, 3) uint8, H x W = `canvas_hw`,
         of the kind the model was trained with (`pose_kind`)."""
-        return self.renderer.pose_condition(self.mesh_body.posed(pose), float(yaw_deg), self.canvas_hw,
-                                            self.pose_kind)  # fmt: skip
+        return self.renderer.pose_condition(self.mesh_body.posed(pose), float(yaw_deg), self.canvas_hw, self.pose_kind)
 
     def figure(self, pose: Pose, yaw_deg: float, size_hw: Sequence[int]) -> np.ndarray:
         """A shaded figure of the pose (the Pose Studio's): (H, W, 3) uint8, H x W = `size_hw`."""
@@ -207,6 +217,7 @@ class StudioContext:
         """The shaded thumbnail of a preset at its own view, (H, W, 3) uint8 at THUMBNAIL_HW; rendered once."""
         if name not in self._thumbnails:
             preset = self.preset(name)
-            self._thumbnails[name] = self.renderer.thumbnail(self.mesh_body.posed(preset.pose), preset.yaw_deg,
-                                                             THUMBNAIL_HW)  # fmt: skip
+            self._thumbnails[name] = self.renderer.thumbnail(
+                self.mesh_body.posed(preset.pose), preset.yaw_deg, THUMBNAIL_HW
+            )
         return self._thumbnails[name]

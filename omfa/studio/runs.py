@@ -139,8 +139,9 @@ def target_pose(ctx: StudioContext, choice: PoseChoice, portrait: Any) -> tuple[
     return preset.pose, preset.yaw_deg + choice.turn_deg, f"the preset '{preset.label}'"
 
 
-def stream_try_on(ctx: StudioContext, portrait: Any, sources: Sequence[tuple[Any, str]], choice: PoseChoice,
-                  settings: RunSettings) -> Iterator[Frame]:  # fmt: skip
+def stream_try_on(
+    ctx: StudioContext, portrait: Any, sources: Sequence[tuple[Any, str]], choice: PoseChoice, settings: RunSettings
+) -> Iterator[Frame]:
     """The portrait's person wearing garments from `sources`, in the chosen pose.
 
     sources: (garment photo, what to take) pairs; what to take is "upper",
@@ -159,14 +160,17 @@ def stream_try_on(ctx: StudioContext, portrait: Any, sources: Sequence[tuple[Any
             raise RunInputError(f"garment part is {which!r}; choose one of {', '.join(GARMENT_SLOTS)}")
         slots = ("upper", "lower") if which == "both" else (which,)
         if claimed & set(slots):
-            raise RunInputError(f"two garments were given for the {min(claimed & set(slots))}; "
-                                "give one top and one bottom")  # fmt: skip
+            raise RunInputError(
+                f"two garments were given for the {min(claimed & set(slots))}; give one top and one bottom"
+            )
         claimed.update(slots)
         garment = ctx.garment(source)
         if garment.kind == "flat":
             if which == "both":
-                raise RunInputError("a flat garment photo shows one garment; choose 'Top' or 'Bottom' "
-                                    "(or use the Outfit tab for a top and a bottom)")  # fmt: skip
+                raise RunInputError(
+                    "a flat garment photo shows one garment; choose 'Top' or 'Bottom' "
+                    "(or use the Outfit tab for a top and a bottom)"
+                )
             worn[which] = garment.image
             run.images[which] = garment.image
         else:  # a dressed person: the pipeline takes the garment off first, then it is worn
@@ -207,13 +211,16 @@ def gallery_views(ctx: StudioContext, presets: Sequence[str], turns: Sequence[fl
         ctx.preset(name)
     views = [(name, float(turn)) for name in presets for turn in turns]
     if len(views) > MAX_VIEWS:
-        raise RunInputError(f"{len(presets)} poses x {len(turns)} turns make {len(views)} views; "
-                            f"pick at most {MAX_VIEWS} (fewer poses or turns)")  # fmt: skip
+        raise RunInputError(
+            f"{len(presets)} poses x {len(turns)} turns make {len(views)} views; "
+            f"pick at most {MAX_VIEWS} (fewer poses or turns)"
+        )
     return views
 
 
-def stream_gallery(ctx: StudioContext, portrait: Any, presets: Sequence[str], turns: Sequence[float],
-                   settings: RunSettings) -> Iterator[Frame]:  # fmt: skip
+def stream_gallery(
+    ctx: StudioContext, portrait: Any, presets: Sequence[str], turns: Sequence[float], settings: RunSettings
+) -> Iterator[Frame]:
     """The portrait's person, same outfit, in every picked pose and turn; views appear as they finish.
 
     View k is seeded `settings.seed + k` (as `OMFAPipeline.multiview` does), so

@@ -67,8 +67,12 @@ class RunSettings:
                 raise SettingsError(f"{name} is {value!r}; pick a whole number")
             return int(number)
 
-        return cls(whole(steps, "steps", cls.steps), float(cls.guidance if guidance is None else guidance),
-                   whole(seed, "seed", cls.seed), scheduler or cls.scheduler)  # fmt: skip
+        return cls(
+            whole(steps, "steps", cls.steps),
+            float(cls.guidance if guidance is None else guidance),
+            whole(seed, "seed", cls.seed),
+            scheduler or cls.scheduler,
+        )
 
 
 def sample_stages(pipe: OMFAPipeline, stages: Sequence[Stage], settings: RunSettings) -> Iterator[Preview]:
@@ -81,8 +85,14 @@ def sample_stages(pipe: OMFAPipeline, stages: Sequence[Stage], settings: RunSett
     the pipeline's stream: the work stops within one step.
     """
     generator = torch.Generator(pipe.device).manual_seed(settings.seed)
-    previews = pipe.stream_stages(stages, num_inference_steps=settings.steps, guidance_scale=settings.guidance,
-                                  scheduler=settings.scheduler, generator=generator, output_type="pt")  # fmt: skip
+    previews = pipe.stream_stages(
+        stages,
+        num_inference_steps=settings.steps,
+        guidance_scale=settings.guidance,
+        scheduler=settings.scheduler,
+        generator=generator,
+        output_type="pt",
+    )
     with closing(previews):
         for preview in previews:
             yield replace(preview, images={slot: tensor_to_image(x) for slot, x in preview.images.items()})

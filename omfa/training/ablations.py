@@ -97,8 +97,9 @@ def full_canvas_predictor(model, steps: int, seed: int) -> Callable[[Case], np.n
 
 def run_variant(name: str, base: TrainConfig, dataset, out: Path, max_minutes: float | None) -> dict:
     cfg = variant_config(base, name)
-    return train(cfg, dataset, out / name, max_minutes=max_minutes,
-                 log=lambda line: print(f"[{name}] {line}", flush=True))
+    return train(
+        cfg, dataset, out / name, max_minutes=max_minutes, log=lambda line: print(f"[{name}] {line}", flush=True)
+    )
 
 
 def predictor_for(name: str, run: Path, steps: int, seed: int) -> Callable[[Case], np.ndarray]:
@@ -110,9 +111,20 @@ def predictor_for(name: str, run: Path, steps: int, seed: int) -> Callable[[Case
     return model_predictor(pipe, steps, guidance=1.0, seed=seed, convergence={})
 
 
-def ablate(data: str | Path, out: Path, *, preset: str = "tiny", steps: int = 1500, batch_size: int = 16,
-           variants: tuple[str, ...] = tuple(VARIANTS), max_minutes: float | None = None, eval_steps: int = 20,
-           limit: int | None = 25, eval_only: bool = False, in_memory: bool = False) -> dict:
+def ablate(
+    data: str | Path,
+    out: Path,
+    *,
+    preset: str = "tiny",
+    steps: int = 1500,
+    batch_size: int = 16,
+    variants: tuple[str, ...] = tuple(VARIANTS),
+    max_minutes: float | None = None,
+    eval_steps: int = 20,
+    limit: int | None = 25,
+    eval_only: bool = False,
+    in_memory: bool = False,
+) -> dict:
     """Train (or resume) each variant into `out/<variant>`, then score all on the same test samples.
 
     Returns {"table": {family: {variant: metrics}}, "train_steps", ...}. Raises
@@ -120,8 +132,9 @@ def ablate(data: str | Path, out: Path, *, preset: str = "tiny", steps: int = 15
     """
     from omfa.data.shards import ShardDataset
 
-    base = replace(CONFIGS["small-cpu"], preset=preset, steps=steps, batch_size=batch_size,
-                   warmup=max(1, min(500, steps // 10)))
+    base = replace(
+        CONFIGS["small-cpu"], preset=preset, steps=steps, batch_size=batch_size, warmup=max(1, min(500, steps // 10))
+    )
     for name in variants:
         variant_config(base, name)  # fail on a typo before hours of training
     if not eval_only:
@@ -141,5 +154,11 @@ def ablate(data: str | Path, out: Path, *, preset: str = "tiny", steps: int = 15
         for family, methods in evaluate({name: predictor_for(name, run, eval_steps, 0)}, cases).items():
             table.setdefault(family, {}).update(methods)
     steps_done = {n: json.loads((out / n / "checkpoint" / "state.json").read_text())["step"] for n in variants}
-    return {"preset": preset, "train_steps": steps_done, "batch_size": batch_size, "samples": len(samples),
-            "eval_steps": eval_steps, "table": table}
+    return {
+        "preset": preset,
+        "train_steps": steps_done,
+        "batch_size": batch_size,
+        "samples": len(samples),
+        "eval_steps": eval_steps,
+        "table": table,
+    }

@@ -29,12 +29,19 @@ class Batch:
 
     def to(self, device: torch.device | str) -> Batch:
         move = lambda x: None if x is None else x.to(device)  # noqa: E731
-        return Batch(move(self.targets), self.target_slots, move(self.conditions), self.condition_slots,
-                     move(self.pose), move(self.condition_keep))
+        return Batch(
+            move(self.targets),
+            self.target_slots,
+            move(self.conditions),
+            self.condition_slots,
+            move(self.pose),
+            move(self.condition_keep),
+        )
 
 
-def collate(task: str, samples: list[dict], rng: np.random.Generator,
-            pose_condition: str = DEFAULT_POSE_CONDITION) -> Batch:
+def collate(
+    task: str, samples: list[dict], rng: np.random.Generator, pose_condition: str = DEFAULT_POSE_CONDITION
+) -> Batch:
     """Samples -> a Batch of one task configuration (targets, conditions, pose of kind `pose_condition`)."""
     spec = get_task(task)
     examples = [example_from_sample(s, task, rng, pose_condition) for s in samples]

@@ -15,8 +15,9 @@ from pathlib import Path
 
 
 def _parser(command: str, module_doc: str | None) -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(prog=f"omfa {command}", description=module_doc,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    return argparse.ArgumentParser(
+        prog=f"omfa {command}", description=module_doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
 
 
 def train_parser() -> argparse.ArgumentParser:
@@ -32,14 +33,21 @@ def train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--tasks", help="comma-separated task subset (ablations)")
     parser.add_argument("--full-canvas", action="store_true", help="ablation: noise every slot")
-    parser.add_argument("--full-condition-attention", action="store_true",
-                        help="ablation: conditions attend across slots")
+    parser.add_argument(
+        "--full-condition-attention", action="store_true", help="ablation: conditions attend across slots"
+    )
     parser.add_argument("--no-refiner", action="store_true", help="train the preset with the plain patch head")
-    parser.add_argument("--pose-condition", choices=list(POSE_CONDITIONS),
-                        help="pose map joined to the person slot: part colours or dense surface coordinates "
-                             "(default: the config's, parts)")
-    parser.add_argument("--loss-weighting", choices=LOSS_WEIGHTINGS,
-                        help="per-timestep weight of the x0 loss (default: the config's, uniform)")
+    parser.add_argument(
+        "--pose-condition",
+        choices=list(POSE_CONDITIONS),
+        help="pose map joined to the person slot: part colours or dense surface coordinates "
+        "(default: the config's, parts)",
+    )
+    parser.add_argument(
+        "--loss-weighting",
+        choices=LOSS_WEIGHTINGS,
+        help="per-timestep weight of the x0 loss (default: the config's, uniform)",
+    )
     parser.add_argument("--max-minutes", type=float, help="stop (after saving) when this much time has passed")
     parser.add_argument("--init-weights", type=Path, help="start from these model weights (safetensors)")
     parser.add_argument("--in-memory", action="store_true", help="decode the whole split into memory first")
@@ -50,16 +58,25 @@ def eval_parser() -> argparse.ArgumentParser:
     from omfa.training import evaluate
 
     parser = _parser("eval", evaluate.__doc__)
-    parser.add_argument("--model", type=Path, action="append", required=True,
-                        help="checkpoint folder; repeat to compare models (NAME=DIR names a model)")
+    parser.add_argument(
+        "--model",
+        type=Path,
+        action="append",
+        required=True,
+        help="checkpoint folder; repeat to compare models (NAME=DIR names a model)",
+    )
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--split", default="test")
     parser.add_argument("--tasks", default="try_on,try_off,multiview")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--guidance", type=float, default=2.0)
     parser.add_argument("--limit", type=int, default=None, help="evaluate N samples")
-    parser.add_argument("--every", type=int, default=1,
-                        help="take every k-th sample (8 on the test split: one view of each multi-view group)")
+    parser.add_argument(
+        "--every",
+        type=int,
+        default=1,
+        help="take every k-th sample (8 on the test split: one view of each multi-view group)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-baselines", action="store_true")
     parser.add_argument("--json", action="store_true")
@@ -97,9 +114,16 @@ def run_train(argv: list[str]) -> int:
 
     parser = train_parser()
     args = parser.parse_args(argv)
-    overrides = {k: v for k, v in {"steps": args.steps, "batch_size": args.batch_size,
-                                   "pose_condition": args.pose_condition,
-                                   "loss_weighting": args.loss_weighting}.items() if v is not None}
+    overrides = {
+        k: v
+        for k, v in {
+            "steps": args.steps,
+            "batch_size": args.batch_size,
+            "pose_condition": args.pose_condition,
+            "loss_weighting": args.loss_weighting,
+        }.items()
+        if v is not None
+    }
     if args.tasks:
         overrides["tasks"] = _split(args.tasks)
     if args.full_canvas:
@@ -130,10 +154,20 @@ def run_eval(argv: list[str]) -> int:
     for family in families:
         if family not in FAMILIES:
             parser.error(f"unknown task family {family!r}; choose from {', '.join(FAMILIES)}")
-    result = evaluate_models([str(m) for m in args.model], args.data, split=args.split, families=families,
-                             steps=args.steps, guidance=args.guidance, limit=args.limit, every=args.every,
-                             seed=args.seed, with_baselines=not args.no_baselines, sheet=args.sheet,
-                             sheet_rows=args.sheet_rows)
+    result = evaluate_models(
+        [str(m) for m in args.model],
+        args.data,
+        split=args.split,
+        families=families,
+        steps=args.steps,
+        guidance=args.guidance,
+        limit=args.limit,
+        every=args.every,
+        seed=args.seed,
+        with_baselines=not args.no_baselines,
+        sheet=args.sheet,
+        sheet_rows=args.sheet_rows,
+    )
     print(json.dumps(result) if args.json else format_table(result["table"]))
     return 0
 
@@ -145,9 +179,19 @@ def run_ablate(argv: list[str]) -> int:
     parser = ablate_parser()
     args = parser.parse_args(argv)
     try:
-        result = ablate(args.data, args.out, preset=args.preset, steps=args.steps, batch_size=args.batch_size,
-                        variants=_split(args.variants), max_minutes=args.max_minutes, eval_steps=args.eval_steps,
-                        limit=args.limit, eval_only=args.eval_only, in_memory=args.in_memory)
+        result = ablate(
+            args.data,
+            args.out,
+            preset=args.preset,
+            steps=args.steps,
+            batch_size=args.batch_size,
+            variants=_split(args.variants),
+            max_minutes=args.max_minutes,
+            eval_steps=args.eval_steps,
+            limit=args.limit,
+            eval_only=args.eval_only,
+            in_memory=args.in_memory,
+        )
     except FileNotFoundError as error:  # --eval-only before a variant was trained
         parser.error(str(error))
     print(json.dumps(result) if args.json else format_table(result["table"]))

@@ -60,18 +60,26 @@ def recolour_baseline(case: Case, silhouette: np.ndarray | None = None) -> np.nd
     from omfa.pose.body import PART_NAMES
 
     ref, labels = case.inputs["reference"], case.labels_reference
-    ref_upper = (_mean_colour(ref, labels == LABELS["upper"]) if labels is not None
-                 else _mean_colour(ref, ref.min(-1) < 250))
+    ref_upper = (
+        _mean_colour(ref, labels == LABELS["upper"]) if labels is not None else _mean_colour(ref, ref.min(-1) < 250)
+    )
     ref_lower = _mean_colour(ref, labels == LABELS["lower"]) if labels is not None else ref_upper
-    skin = (_mean_colour(ref, labels == LABELS["skin"], (200, 160, 130)) if labels is not None
-            else np.array([200, 160, 130.0]))
+    skin = (
+        _mean_colour(ref, labels == LABELS["skin"], (200, 160, 130))
+        if labels is not None
+        else np.array([200, 160, 130.0])
+    )
     if case.target_slot != "person":
         out = np.full_like(case.truth, 255)
         colour = ref_upper if case.target_slot == "upper" else ref_lower
         out[case.region if silhouette is None else silhouette] = colour.round().astype(np.uint8)
         return out
-    upper = _mean_colour(case.inputs["upper"], case.inputs["upper"].min(-1) < 250) if "upper" in case.inputs else ref_upper
-    lower = _mean_colour(case.inputs["lower"], case.inputs["lower"].min(-1) < 250) if "lower" in case.inputs else ref_lower
+    upper = (
+        _mean_colour(case.inputs["upper"], case.inputs["upper"].min(-1) < 250) if "upper" in case.inputs else ref_upper
+    )
+    lower = (
+        _mean_colour(case.inputs["lower"], case.inputs["lower"].min(-1) < 250) if "lower" in case.inputs else ref_lower
+    )
     parts = _parts_from_pose_map(case.inputs["pose"])  # always the part-colour map, whatever the models see
     out = np.full((*parts.shape, 3), 255, dtype=np.uint8)
     for i, name in enumerate(PART_NAMES):
@@ -96,7 +104,8 @@ def mean_garments(dataset, limit: int = 300) -> dict[str, np.ndarray]:
             sums[s] += item[f"{s}_a"]
             masks[s] += item[f"mask_{s}_a"] > 0
     return {s: (sums[s] / n).round().astype(np.uint8) for s in sums} | {
-        f"{s}_silhouette": masks[s] / n > 0.5 for s in masks}
+        f"{s}_silhouette": masks[s] / n > 0.5 for s in masks
+    }
 
 
 # ----------------------------------------------------------------------------
@@ -133,9 +142,13 @@ def model_predictor(pipe, steps: int, guidance: float, seed: int, convergence: d
     def predict(case: Case) -> np.ndarray:
         previews = [
             p.images[case.target_slot]
-            for p in pipe.stream(case.task, **case.model_inputs(pose_condition),
-                                 num_inference_steps=steps, guidance_scale=guidance,
-                                 generator=torch.Generator(pipe.device).manual_seed(seed))
+            for p in pipe.stream(
+                case.task,
+                **case.model_inputs(pose_condition),
+                num_inference_steps=steps,
+                guidance_scale=guidance,
+                generator=torch.Generator(pipe.device).manual_seed(seed),
+            )
         ]
         final = np.asarray(previews[-1])
         for k, p in enumerate(previews):
@@ -157,8 +170,13 @@ def evaluate(predictors: dict[str, Callable[[Case], np.ndarray]], cases: list[Ca
                 continue
             for k, v in scores(pred, case).items():
                 table.setdefault(fam, {}).setdefault(name, {}).setdefault(k, []).append(v)
-    return {fam: {m: {k: round(float(np.nanmean(v)), 4) for k, v in ms.items()} | {"n": len(ms["psnr"])}
-                  for m, ms in methods.items()} for fam, methods in table.items()}
+    return {
+        fam: {
+            m: {k: round(float(np.nanmean(v)), 4) for k, v in ms.items()} | {"n": len(ms["psnr"])}
+            for m, ms in methods.items()
+        }
+        for fam, methods in table.items()
+    }
 
 
 def baselines(means: dict[str, np.ndarray] | None) -> dict[str, Callable[[Case], np.ndarray | None]]:
@@ -209,10 +227,21 @@ def sample_indices(length: int, every: int, limit: int | None) -> list[int]:
     return list(range(0, length, max(1, every)))[:limit]
 
 
-def evaluate_models(models: list[str], data: str | Path, *, split: str = "test",
-                    families: tuple[str, ...] = tuple(FAMILIES), steps: int = 20, guidance: float = 2.0,
-                    limit: int | None = None, every: int = 1, seed: int = 0, with_baselines: bool = True,
-                    sheet: Path | None = None, sheet_rows: int = 8) -> dict:
+def evaluate_models(
+    models: list[str],
+    data: str | Path,
+    *,
+    split: str = "test",
+    families: tuple[str, ...] = tuple(FAMILIES),
+    steps: int = 20,
+    guidance: float = 2.0,
+    limit: int | None = None,
+    every: int = 1,
+    seed: int = 0,
+    with_baselines: bool = True,
+    sheet: Path | None = None,
+    sheet_rows: int = 8,
+) -> dict:
     """Score pipelines (`models`: folders, or NAME=FOLDER) and the baselines on a split of a synthetic dataset.
 
     Returns {"table": {family: {method: metrics}}, "preview_psnr_by_step", ...};
@@ -238,9 +267,11 @@ def evaluate_models(models: list[str], data: str | Path, *, split: str = "test",
         name, _, path = str(spec).rpartition("=") if "=" in str(spec) else ("omfa", "", str(spec))
         pipe = pipes[name] = OMFAPipeline.load(path)
         if tuple(pipe.canvas_hw) != dataset.size_hw:
-            raise ValueError(f"model {path} works on {pipe.canvas_hw[0]}x{pipe.canvas_hw[1]} px images but {data} "
-                             f"has {dataset.size_hw[0]}x{dataset.size_hw[1]}; evaluate it on a dataset of its size "
-                             "(omfa synth --size HxW)")
+            raise ValueError(
+                f"model {path} works on {pipe.canvas_hw[0]}x{pipe.canvas_hw[1]} px images but {data} "
+                f"has {dataset.size_hw[0]}x{dataset.size_hw[1]}; evaluate it on a dataset of its size "
+                "(omfa synth --size HxW)"
+            )
         convergence[name] = {}
         predictors[name] = model_predictor(pipe, steps, guidance, seed, convergence[name])
     start = time.time()
@@ -249,10 +280,16 @@ def evaluate_models(models: list[str], data: str | Path, *, split: str = "test",
 
         first = model_predictor(next(iter(pipes.values())), steps, guidance, seed, {})
         Image.fromarray(results_sheet(first, spread_cases(cases, sheet_rows))).save(sheet)
-    return {"split": split, "samples": len(indices), "steps": steps, "table": evaluate(predictors, cases),
-            "preview_psnr_by_step": {m: [round(float(np.mean(v)), 2) for _, v in sorted(c.items())][:-1]
-                                     for m, c in convergence.items()},
-            "seconds": round(time.time() - start, 1)}
+    return {
+        "split": split,
+        "samples": len(indices),
+        "steps": steps,
+        "table": evaluate(predictors, cases),
+        "preview_psnr_by_step": {
+            m: [round(float(np.mean(v)), 2) for _, v in sorted(c.items())][:-1] for m, c in convergence.items()
+        },
+        "seconds": round(time.time() - start, 1),
+    }
 
 
 def format_table(table: dict) -> str:

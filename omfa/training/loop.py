@@ -55,9 +55,17 @@ class TrainConfig:
     loss_weighting: str = "uniform"  # per-timestep weight of the x0 loss: "uniform" or "min_snr"
     tasks: tuple[str, ...] = tuple(TASKS)
     # relative frequency of each task family; missing tasks default to 1.0
-    task_weights: dict = field(default_factory=lambda: {
-        "try_on_upper": 1.5, "try_on_lower": 1.5, "outfit": 1.0,
-        "try_off_upper": 1.0, "try_off_lower": 1.0, "try_off_outfit": 0.5, "multiview": 1.0})
+    task_weights: dict = field(
+        default_factory=lambda: {
+            "try_on_upper": 1.5,
+            "try_on_lower": 1.5,
+            "outfit": 1.0,
+            "try_off_upper": 1.0,
+            "try_off_lower": 1.0,
+            "try_off_outfit": 0.5,
+            "multiview": 1.0,
+        }
+    )
     mixed_precision: str = "bf16"  # bf16 autocast is 2-4x faster on AVX512-bf16 CPUs and on GPUs
     seed: int = 0
     log_every: int = 50
@@ -71,11 +79,13 @@ class TrainConfig:
 
 
 CONFIGS: dict[str, TrainConfig] = {
-    "tiny-test": TrainConfig(preset="tiny", steps=20, batch_size=4, warmup=2, log_every=5, save_every=10,
-                             mixed_precision="no"),
+    "tiny-test": TrainConfig(
+        preset="tiny", steps=20, batch_size=4, warmup=2, log_every=5, save_every=10, mixed_precision="no"
+    ),
     "small-cpu": TrainConfig(),
-    "base-gpu": TrainConfig(preset="base", steps=200000, batch_size=64, lr=2e-4, warmup=2000, ema_decay=0.9999,
-                            save_every=5000),
+    "base-gpu": TrainConfig(
+        preset="base", steps=200000, batch_size=64, lr=2e-4, warmup=2000, ema_decay=0.9999, save_every=5000
+    ),
 }
 
 
@@ -128,8 +138,13 @@ def dataset_size_hw(dataset) -> tuple[int, int]:
 def build_model(cfg: TrainConfig, size_hw: tuple[int, int]) -> OMFATransformer:
     """A fresh model of the config's preset for a canvas of `size_hw` (the training data's image size)."""
     extra = {} if cfg.refiner else {"refiner_channels": 0}
-    return OMFATransformer.from_preset(cfg.preset, sample_size=tuple(size_hw), pose_condition=cfg.pose_condition,
-                                       local_condition_attention=cfg.local_condition_attention, **extra)
+    return OMFATransformer.from_preset(
+        cfg.preset,
+        sample_size=tuple(size_hw),
+        pose_condition=cfg.pose_condition,
+        local_condition_attention=cfg.local_condition_attention,
+        **extra,
+    )
 
 
 def load_init_weights(model: OMFATransformer, path: Path) -> None:
@@ -163,7 +178,11 @@ def export_pipeline(ema: OMFATransformer, out: Path, dtype: torch.dtype = torch.
 
 
 def _rng_state(rng: np.random.Generator, gen: torch.Generator) -> dict:
-    return {"numpy": rng.bit_generator.state, "torch": gen.get_state().tolist(), "torch_global": torch.get_rng_state().tolist()}
+    return {
+        "numpy": rng.bit_generator.state,
+        "torch": gen.get_state().tolist(),
+        "torch_global": torch.get_rng_state().tolist(),
+    }
 
 
 def save_checkpoint(path: Path, step: int, model, ema, opt, sched, rng, gen, cfg: TrainConfig) -> None:
@@ -173,8 +192,12 @@ def save_checkpoint(path: Path, step: int, model, ema, opt, sched, rng, gen, cfg
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
     save_file({k: v.contiguous() for k, v in ema.state_dict().items()}, tmp / "ema.safetensors")
     torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, tmp / "optimizer.pt")
-    state = {"step": step, "rng": _rng_state(rng, gen), "config": asdict(cfg),
-             "size_hw": list(model.config.sample_size)}
+    state = {
+        "step": step,
+        "rng": _rng_state(rng, gen),
+        "config": asdict(cfg),
+        "size_hw": list(model.config.sample_size),
+    }
     (tmp / "state.json").write_text(json.dumps(state))
     # swap in atomically so an interrupted save never leaves a half checkpoint
     old = path.with_name(path.name + ".old")
@@ -197,13 +220,17 @@ def check_resumable(path: Path, cfg: TrainConfig, size_hw: tuple[int, int]) -> N
     meta = json.loads((path / "state.json").read_text())
     saved_size = meta.get("size_hw")
     if saved_size is not None and tuple(saved_size) != tuple(size_hw):
-        raise ValueError(f"{path} was trained on {saved_size[0]}x{saved_size[1]} px images but the dataset's are "
-                         f"{size_hw[0]}x{size_hw[1]}; resume on data of that size, or train into a new --out folder "
-                         "(--init-weights warm-starts from its weights)")
+        raise ValueError(
+            f"{path} was trained on {saved_size[0]}x{saved_size[1]} px images but the dataset's are "
+            f"{size_hw[0]}x{size_hw[1]}; resume on data of that size, or train into a new --out folder "
+            "(--init-weights warm-starts from its weights)"
+        )
     saved_pose = meta.get("config", {}).get("pose_condition", DEFAULT_POSE_CONDITION)
     if saved_pose != cfg.pose_condition:
-        raise ValueError(f"{path} was trained with pose condition {saved_pose!r}, not {cfg.pose_condition!r}; "
-                         f"resume with --pose-condition {saved_pose}, or train into a new --out folder")
+        raise ValueError(
+            f"{path} was trained with pose condition {saved_pose!r}, not {cfg.pose_condition!r}; "
+            f"resume with --pose-condition {saved_pose}, or train into a new --out folder"
+        )
 
 
 def load_checkpoint(path: Path, model, ema, opt, sched, rng, gen) -> int:
@@ -220,8 +247,16 @@ def load_checkpoint(path: Path, model, ema, opt, sched, rng, gen) -> int:
     return int(meta["step"])
 
 
-def train(cfg: TrainConfig, dataset, out: Path, *, max_minutes: float | None = None,
-          stop_after: int | None = None, init_weights: Path | None = None, log=print) -> dict:
+def train(
+    cfg: TrainConfig,
+    dataset,
+    out: Path,
+    *,
+    max_minutes: float | None = None,
+    stop_after: int | None = None,
+    init_weights: Path | None = None,
+    log=print,
+) -> dict:
     """Train (resuming from `out/checkpoint` if present); returns the step reached and the loss log.
 
     `max_minutes` / `stop_after` (steps in this call) end the run early after
@@ -237,8 +272,7 @@ def train(cfg: TrainConfig, dataset, out: Path, *, max_minutes: float | None = N
         load_init_weights(model, init_weights)
     ema = copy.deepcopy(model).requires_grad_(False)
     # fused AdamW: the per-tensor default on CPU spent ~14% of a training step in Python
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99),
-                            fused=True)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99), fused=True)
     warm = lambda s: min(1.0, (s + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps))  # noqa: E731
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(warm(s), 0.05))
     out.mkdir(parents=True, exist_ok=True)
@@ -251,9 +285,11 @@ def train(cfg: TrainConfig, dataset, out: Path, *, max_minutes: float | None = N
     ema.to(accelerator.device)
     sampler = TaskSampler(dataset, cfg.tasks, cfg.task_weights)
     abar = alphas_cumprod().to(accelerator.device)
-    log(f"training {cfg.preset} from step {step} to {cfg.steps} on {accelerator.device} "
+    log(
+        f"training {cfg.preset} from step {step} to {cfg.steps} on {accelerator.device} "
         f"({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, {size_hw[0]}x{size_hw[1]} px, "
-        f"pose {cfg.pose_condition}, {cfg.loss_weighting} loss, tasks {sampler.tasks})")
+        f"pose {cfg.pose_condition}, {cfg.loss_weighting} loss, tasks {sampler.tasks})"
+    )
     running: dict[str, list[float]] = {t: [] for t in sampler.tasks}
     start, history, first_step = time.time(), [], step
     while step < cfg.steps:
@@ -264,8 +300,9 @@ def train(cfg: TrainConfig, dataset, out: Path, *, max_minutes: float | None = N
         batch = collate(task, samples, rng, cfg.pose_condition).to(accelerator.device)
         # 2. partial diffusion: noise the targets, keep the conditions clean
         with accelerator.autocast():
-            loss = partial_diffusion_loss(model, batch, gen, abar, cfg.condition_dropout, cfg.full_canvas,
-                                          cfg.loss_weighting)
+            loss = partial_diffusion_loss(
+                model, batch, gen, abar, cfg.condition_dropout, cfg.full_canvas, cfg.loss_weighting
+            )
         # 3. the update, then the EMA
         accelerator.backward(loss)
         accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -285,7 +322,8 @@ def train(cfg: TrainConfig, dataset, out: Path, *, max_minutes: float | None = N
                 f.write(json.dumps(history[-1]) + "\n")
             running = {t: [] for t in sampler.tasks}
         timed_out = (max_minutes is not None and (time.time() - start) / 60 > max_minutes) or (
-            stop_after is not None and step - first_step >= stop_after)
+            stop_after is not None and step - first_step >= stop_after
+        )
         if accelerator.is_main_process and (step % cfg.save_every == 0 or step == cfg.steps or timed_out):
             save_checkpoint(ckpt, step, accelerator.unwrap_model(model), ema, opt, sched, rng, gen, cfg)
             export_pipeline(ema, out / "pipeline")
@@ -293,4 +331,3 @@ def train(cfg: TrainConfig, dataset, out: Path, *, max_minutes: float | None = N
             break
     accelerator.wait_for_everyone()
     return {"step": step, "history": history}
-

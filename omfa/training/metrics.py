@@ -70,7 +70,8 @@ def high_pass(image: np.ndarray, mask: np.ndarray, sigma: float = PATTERN_SIGMA)
     weight = mask.astype(np.float64)
     # normalised convolution: the blur averages garment pixels only, so the surroundings do not leak in
     blurred = gaussian_filter(luma * weight, sigma, mode="mirror") / np.maximum(
-        gaussian_filter(weight, sigma, mode="mirror"), 1e-12)
+        gaussian_filter(weight, sigma, mode="mirror"), 1e-12
+    )
     return np.where(mask, luma - blurred, 0.0)
 
 
