@@ -19,6 +19,7 @@ import torch
 
 from benchmarks import reliability
 from benchmarks.models import SHIPPED_SIZE_HW, random_weights_pipe
+from omfa.cli import parse_size
 from omfa.pipeline import DEFAULT_MODEL_DIR, OMFAPipeline
 
 
@@ -109,15 +110,6 @@ def bench_pose(repeats: int) -> dict:
     }
 
 
-def _size(text: str) -> tuple[int, int]:
-    """Parse a size such as "128x96" into (height, width) = (128, 96)."""
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size {text!r} must be HEIGHTxWIDTH, for example 128x96") from None
-    return height, width
-
-
 def run(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="omfa bench", description=__doc__)
     sub = parser.add_subparsers(dest="which", required=True)
@@ -129,7 +121,7 @@ def run(argv: list[str]) -> int:
     cache.add_argument("--seed", type=int, default=0)
     cache.add_argument(
         "--size",
-        type=_size,
+        type=parse_size,
         default=SHIPPED_SIZE_HW,
         help="HEIGHTxWIDTH of the stand-in model when no checkpoint is used (default 128x96)",
     )

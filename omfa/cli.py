@@ -12,6 +12,7 @@ file only dispatches, so importing it stays cheap and an area's heavy imports
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import sys
 from pathlib import Path
@@ -32,6 +33,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ablate": ("omfa.training.cli", "train and score the ablations at equal compute"),
     "bench": ("benchmarks.cli", "benchmarks and the reliability harness (from a source checkout)"),
 }
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """An argparse type for image sizes: "HEIGHTxWIDTH" in pixels, "128x96" -> (128, 96)."""
+    height, sep, width = text.lower().partition("x")
+    if not sep or not height.strip().isdigit() or not width.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"size {text!r} is not HEIGHTxWIDTH in pixels; write it like 128x96")
+    return int(height), int(width)
 
 
 def _usage() -> str:

@@ -208,6 +208,25 @@ class _Tab:
         )  # the run's own progress bar and status line show it
         stop.click(None, None, None, cancels=[event])
 
+    def _try_on_frames(
+        self, portrait: str, sources: list[tuple[str, str]], pose: tuple, settings: tuple, progress: gr.Progress
+    ) -> Iterator[tuple]:
+        """The try-on tabs' run: `pose` and `settings` are widget values, checked inside the run so that a
+        bad value reaches the user as a message (stream_frames turns ValueErrors into gr.Error)."""
+        pose_source, preset, turn, studio = pose
+        yield from stream_frames(
+            lambda: stream_try_on(
+                self.ctx,
+                portrait,
+                sources,
+                PoseChoice(pose_source, preset, float(turn or 0), studio),
+                RunSettings.from_ui(*settings),
+            ),
+            self.TRY_ON_SHOWN,
+            self.images,
+            progress,
+        )
+
     def _try_on_outputs(self, tab: str) -> list[gr.components.Component]:
         result = result_image(elem_id=f"{tab}_result")
         progress = progress_and_status(tab)
@@ -264,17 +283,9 @@ class _Tab:
             progress: gr.Progress = gr.Progress(),
         ) -> Iterator[tuple]:
             """Put a garment (flat, or taken off a dressed person) on the portrait's person."""
-            yield from stream_frames(
-                lambda: stream_try_on(
-                    ctx,
-                    portrait,
-                    [(garment, which)],
-                    PoseChoice(pose_source, preset, float(turn or 0), studio),
-                    RunSettings.from_ui(steps, guidance, seed, scheduler),
-                ),
-                self.TRY_ON_SHOWN,
-                self.images,
-                progress,
+            pose = (pose_source, preset, turn, studio)
+            yield from self._try_on_frames(
+                portrait, [(garment, which)], pose, (steps, guidance, seed, scheduler), progress
             )
 
         self._launch(
@@ -366,18 +377,9 @@ class _Tab:
             progress: gr.Progress = gr.Progress(),
         ) -> Iterator[tuple]:
             """Put a top and a bottom (each flat, or worn by someone) on the portrait's person."""
-            yield from stream_frames(
-                lambda: stream_try_on(
-                    ctx,
-                    portrait,
-                    [(top, "upper"), (bottom, "lower")],
-                    PoseChoice(pose_source, preset, float(turn or 0), studio),
-                    RunSettings.from_ui(steps, guidance, seed, scheduler),
-                ),
-                self.TRY_ON_SHOWN,
-                self.images,
-                progress,
-            )
+            sources = [(top, "upper"), (bottom, "lower")]
+            pose = (pose_source, preset, turn, studio)
+            yield from self._try_on_frames(portrait, sources, pose, (steps, guidance, seed, scheduler), progress)
 
         self._launch(
             outfit, run, stop, [portrait, top, bottom, *picker.inputs, *settings, studio_pose], outputs, "outfit"

@@ -13,15 +13,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from omfa.cli import parse_size
 from omfa.data.generate import DEFAULT_SHARD_SIZE
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """Parse "HEIGHTxWIDTH" in pixels: "128x96" -> (128, 96)."""
-    height, sep, width = text.lower().partition("x")
-    if not sep or not height.strip().isdigit() or not width.strip().isdigit():
-        raise argparse.ArgumentTypeError(f"size {text!r} is not HEIGHTxWIDTH in pixels; write it like 64x48")
-    return int(height), int(width)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,8 +28,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="everything derives from it (default 0)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE, help="samples per shard")
-    parser.add_argument("--size", type=parse_size, default=None, metavar="HxW",
-                        help="image size, height x width px (default 128x96); the canvas of models trained on it")
+    parser.add_argument(
+        "--size",
+        type=parse_size,
+        default=None,
+        metavar="HxW",
+        help="image size, height x width px (default 128x96); the canvas of models trained on it",
+    )
     parser.add_argument("--rows", type=int, default=6, help="contact sheet: number of samples (default 6)")
     parser.add_argument("--split", default="train", choices=("train", "val", "test"), help="contact sheet: split")
     return parser
@@ -56,7 +54,9 @@ def main(argv: list[str]) -> int:
         return _sheet(config, args.split, args.rows, args.sheet)
     from omfa.data.generate import generate
 
-    generate(args.out, config, workers=args.workers, shard_size=args.shard_size, log=lambda line: print(line, flush=True))
+    generate(
+        args.out, config, workers=args.workers, shard_size=args.shard_size, log=lambda line: print(line, flush=True)
+    )
     return 0
 
 

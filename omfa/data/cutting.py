@@ -67,10 +67,14 @@ def cut(faces: np.ndarray, field: np.ndarray) -> Piece:
 
     # Edge points: one per crossed edge, keyed by its sorted vertex pair.
     p, q, r = (rolled[:, k] for k in range(3))
-    crossed = np.concatenate([
-        np.stack([p[one], q[one]], 1), np.stack([p[one], r[one]], 1),
-        np.stack([r[two], p[two]], 1), np.stack([p[two], q[two]], 1),
-    ])
+    crossed = np.concatenate(
+        [
+            np.stack([p[one], q[one]], 1),
+            np.stack([p[one], r[one]], 1),
+            np.stack([r[two], p[two]], 1),
+            np.stack([p[two], q[two]], 1),
+        ]
+    )
     edges = np.sort(crossed, axis=1)
     unique_edges, edge_index = np.unique(edges, axis=0, return_inverse=True)
     edge_index = edge_index.reshape(-1)
@@ -125,8 +129,11 @@ def unweld(piece: Piece, corner_uv: np.ndarray, corner_key: np.ndarray) -> tuple
     source_vertex = unique_keys[:, 0]
     return (
         Piece(
-            a=piece.a[source_vertex], b=piece.b[source_vertex], t=piece.t[source_vertex],
-            faces=inverse.reshape(m, 3), source_face=piece.source_face,
+            a=piece.a[source_vertex],
+            b=piece.b[source_vertex],
+            t=piece.t[source_vertex],
+            faces=inverse.reshape(m, 3),
+            source_face=piece.source_face,
         ),
         flat_uv[first],
     )

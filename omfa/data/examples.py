@@ -55,8 +55,11 @@ FAMILIES: dict[str, tuple[str, ...]] = {
 }
 
 # try-on task -> the garment slots it replaces
-_TRY_ON_GARMENTS: dict[str, tuple[str, ...]] = {"try_on_upper": ("upper",), "try_on_lower": ("lower",),
-                                                "outfit": ("upper", "lower")}
+_TRY_ON_GARMENTS: dict[str, tuple[str, ...]] = {
+    "try_on_upper": ("upper",),
+    "try_on_lower": ("lower",),
+    "outfit": ("upper", "lower"),
+}
 
 
 def sample_tasks(sample: dict) -> list[str]:
@@ -95,8 +98,9 @@ def target_pose(sample: dict, pose_condition: str = DEFAULT_POSE_CONDITION) -> n
     )
 
 
-def example_from_sample(sample: dict, task_name: str, rng: np.random.Generator,
-                        pose_condition: str = DEFAULT_POSE_CONDITION) -> dict[str, torch.Tensor]:
+def example_from_sample(
+    sample: dict, task_name: str, rng: np.random.Generator, pose_condition: str = DEFAULT_POSE_CONDITION
+) -> dict[str, torch.Tensor]:
     """Fill the canvas for `task_name` from one data sample.
 
     Returns `images` (S, 3, H, W) with zeros in absent slots, `pose` (3, H, W)
@@ -166,8 +170,10 @@ class Case:
             return self.inputs | {"pose": self.poses[pose_condition]}
         if pose_condition == DEFAULT_POSE_CONDITION:  # inputs["pose"] is the part-colour map
             return self.inputs
-        raise ValueError(f"the {self.task} case has no {pose_condition!r} pose map (it has {sorted(self.poses)}); "
-                         f"evaluate a {pose_condition!r} model on a synthetic dataset, which stores every kind")
+        raise ValueError(
+            f"the {self.task} case has no {pose_condition!r} pose map (it has {sorted(self.poses)}); "
+            f"evaluate a {pose_condition!r} model on a synthetic dataset, which stores every kind"
+        )
 
 
 def cases_from_sample(sample: dict, families: Iterable[str]) -> list[Case]:
@@ -189,8 +195,18 @@ def cases_from_sample(sample: dict, families: Iterable[str]) -> list[Case]:
                 out.append(Case(task, inputs, "person", sample["person"], labels > 0, garment, labels_ref, poses))
             elif task == "multiview":
                 labels = sample["labels_person_same"]
-                out.append(Case(task, {"reference": ref, "pose": sample["pose"]}, "person", sample["person_same"],
-                                labels > 0, np.isin(labels, [LABELS["upper"], LABELS["lower"]]), labels_ref, poses))
+                out.append(
+                    Case(
+                        task,
+                        {"reference": ref, "pose": sample["pose"]},
+                        "person",
+                        sample["person_same"],
+                        labels > 0,
+                        np.isin(labels, [LABELS["upper"], LABELS["lower"]]),
+                        labels_ref,
+                        poses,
+                    )
+                )
             else:
                 slot = task.removeprefix("try_off_")
                 mask = sample[f"mask_{slot}_a"].astype(bool)

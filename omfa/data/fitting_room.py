@@ -33,6 +33,7 @@ from omfa.data.synthetic import SampleSpec, perturbed_pose
 from omfa.data.tailor import OFFSET_M, Cloth, Layer, Tailor, place, vertex_normals
 from omfa.gl import pyrender
 from omfa.pose.body import PART_NAMES, Pose, PosedMesh, load_body
+from omfa.pose.condition import POSE_CONDITIONS, pose_condition, sample_key
 from omfa.pose.lowpoly import LowPolyBody
 from omfa.pose.presets import PosePreset, load_presets
 from omfa.pose.render import VIEW_CENTER_Y_M, VIEW_HEIGHT_M, PoseRenderer, face_texture
@@ -49,8 +50,9 @@ class LabelRenderer(PoseRenderer):
     line up with `render` and `pose_map` by construction.
     """
 
-    def render_labels(self, meshes: Sequence[pyrender.Mesh], labels: Sequence[int], yaw_deg: float,
-                      size_hw: Sequence[int]) -> np.ndarray:
+    def render_labels(
+        self, meshes: Sequence[pyrender.Mesh], labels: Sequence[int], yaw_deg: float, size_hw: Sequence[int]
+    ) -> np.ndarray:
         """(H, W) uint8: the label of the nearest mesh at each pixel centre, 0 where empty."""
         size = (int(size_hw[0]), int(size_hw[1]))
         scene = self._scene([], yaw_deg, size, (0.0, 0.0, 0.0))
@@ -102,8 +104,9 @@ class FittingRoom:
     mask and pose map of a sample is rendered at it.
     """
 
-    def __init__(self, presets: dict[str, PosePreset] | None = None, cache_size: int = 256, *,
-                 size_hw: Sequence[int]) -> None:
+    def __init__(
+        self, presets: dict[str, PosePreset] | None = None, cache_size: int = 256, *, size_hw: Sequence[int]
+    ) -> None:
         self.size_hw = (int(size_hw[0]), int(size_hw[1]))
         self.body = LowPolyBody(load_body())
         self.tailor = Tailor(self.body)
@@ -146,9 +149,15 @@ class FittingRoom:
         """The identity's hair and shoe geometry (cached)."""
         return self._people.get_or_make(person, lambda: identity_layers(self.tailor, person))  # type: ignore[return-value]
 
-    def _mesh(self, layers: Sequence[Layer], posed: Posed, offset: float, cloth: Cloth | None = None,
-              color: Sequence[int] | None = None, transform: Callable[[np.ndarray], np.ndarray] | None = None,
-              ) -> pyrender.Mesh:
+    def _mesh(
+        self,
+        layers: Sequence[Layer],
+        posed: Posed,
+        offset: float,
+        cloth: Cloth | None = None,
+        color: Sequence[int] | None = None,
+        transform: Callable[[np.ndarray], np.ndarray] | None = None,
+    ) -> pyrender.Mesh:
         """One single-primitive mesh for layers of one label: the cloth's texture, or a flat colour.
 
         Single-sided (an armhole or neckline shows what is behind it); the
@@ -167,15 +176,24 @@ class FittingRoom:
             position = transform(position)
         if cloth is None:
             material = pyrender.MetallicRoughnessMaterial(
-                baseColorFactor=(*srgb_to_linear(color), 1.0), metallicFactor=0.0, roughnessFactor=0.7)
+                baseColorFactor=(*srgb_to_linear(color), 1.0), metallicFactor=0.0, roughnessFactor=0.7
+            )
             texcoord = None
         else:
             material = pyrender.MetallicRoughnessMaterial(
-                baseColorFactor=(1.0, 1.0, 1.0, 1.0), baseColorTexture=self._texture(cloth), metallicFactor=0.0,
-                roughnessFactor=0.85)
+                baseColorFactor=(1.0, 1.0, 1.0, 1.0),
+                baseColorTexture=self._texture(cloth),
+                metallicFactor=0.0,
+                roughnessFactor=0.85,
+            )
             texcoord = np.concatenate(uvs)
-        primitive = pyrender.Primitive(positions=position, normals=np.concatenate(normals), texcoord_0=texcoord,
-                                       indices=np.concatenate(faces).astype(np.uint32), material=material)
+        primitive = pyrender.Primitive(
+            positions=position,
+            normals=np.concatenate(normals),
+            texcoord_0=texcoord,
+            indices=np.concatenate(faces).astype(np.uint32),
+            material=material,
+        )
         return pyrender.Mesh([primitive])
 
     def dressed(self, person: Identity, outfit: tuple[GarmentSpec, GarmentSpec], posed: Posed) -> tuple[list, list]:
@@ -186,11 +204,24 @@ class FittingRoom:
         # Skin, with the pose renderer's face drawn on the front of the head (a
         # multiplier texture): it tells the front of the body from its back.
         skin = pyrender.MetallicRoughnessMaterial(
-            baseColorFactor=(*srgb_to_linear(person.skin), 1.0), metallicFactor=0.0, roughnessFactor=0.6,
-            baseColorTexture=None if posed.mesh.face_uv is None else self._face)
-        meshes = [pyrender.Mesh([pyrender.Primitive(
-            positions=posed.mesh.vertices, normals=posed.normals.astype(np.float32), texcoord_0=posed.mesh.face_uv,
-            indices=posed.mesh.faces[visible].astype(np.uint32), material=skin)])]
+            baseColorFactor=(*srgb_to_linear(person.skin), 1.0),
+            metallicFactor=0.0,
+            roughnessFactor=0.6,
+            baseColorTexture=None if posed.mesh.face_uv is None else self._face,
+        )
+        meshes = [
+            pyrender.Mesh(
+                [
+                    pyrender.Primitive(
+                        positions=posed.mesh.vertices,
+                        normals=posed.normals.astype(np.float32),
+                        texcoord_0=posed.mesh.face_uv,
+                        indices=posed.mesh.faces[visible].astype(np.uint32),
+                        material=skin,
+                    )
+                ]
+            )
+        ]
         labels = [LABELS["skin"]]
         if extras.hair:
             meshes.append(self._mesh(extras.hair, posed, OFFSET_M["hair"], color=person.hair_color))
@@ -203,8 +234,9 @@ class FittingRoom:
             labels.append(LABELS[slot])
         return meshes, labels
 
-    def person_image(self, person: Identity, outfit: tuple[GarmentSpec, GarmentSpec], posed: Posed,
-                     yaw_deg: float) -> tuple[np.ndarray, np.ndarray]:
+    def person_image(
+        self, person: Identity, outfit: tuple[GarmentSpec, GarmentSpec], posed: Posed, yaw_deg: float
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(RGB (H, W, 3) uint8 on white, labels (H, W) uint8) of a dressed person."""
         meshes, labels = self.dressed(person, outfit, posed)
         color, _ = self.renderer.render(meshes, yaw_deg, self.size_hw)
@@ -214,8 +246,10 @@ class FittingRoom:
 
     def _shop_frame(self, slot: str) -> tuple[np.ndarray, float]:
         """(centre (3,), scale) mapping the slot's body area in the shop pose onto the canvas."""
-        parts = {"upper": ("torso", "left_upper_arm", "left_forearm", "right_upper_arm", "right_forearm"),
-                 "lower": ("torso", "left_thigh", "left_shin", "right_thigh", "right_shin")}[slot]
+        parts = {
+            "upper": ("torso", "left_upper_arm", "left_forearm", "right_upper_arm", "right_forearm"),
+            "lower": ("torso", "left_thigh", "left_shin", "right_thigh", "right_shin"),
+        }[slot]
         labels = self.body.part_labels
         mask = np.isin(labels, [PART_NAMES.index(p) for p in parts])
         points = self._shop_body.mesh.vertices[mask].astype(np.float64)
@@ -251,16 +285,24 @@ class FittingRoom:
     def render(self, spec: SampleSpec) -> dict:
         """Draw a planned sample into the dict stored by `omfa.data.shards` (see its docstring)."""
         person = spec.identity
-        posed_ref = self.posed(perturbed_pose(self.presets[spec.view_ref.preset], spec.view_ref.perturbation_seed), person.shape)
+        posed_ref = self.posed(
+            perturbed_pose(self.presets[spec.view_ref.preset], spec.view_ref.perturbation_seed), person.shape
+        )
         posed = self.posed(perturbed_pose(self.presets[spec.view.preset], spec.view.perturbation_seed), person.shape)
         sample: dict = {}
-        sample["reference"], sample["labels_reference"] = self.person_image(person, spec.outfit_a, posed_ref, spec.view_ref.yaw_deg)
+        sample["reference"], sample["labels_reference"] = self.person_image(
+            person, spec.outfit_a, posed_ref, spec.view_ref.yaw_deg
+        )
         sample["person"], sample["labels_person"] = self.person_image(person, spec.outfit_b, posed, spec.view.yaw_deg)
-        sample["person_same"], sample["labels_person_same"] = self.person_image(person, spec.outfit_a, posed, spec.view.yaw_deg)
-        sample["pose"] = self.renderer.pose_map(posed.mesh, spec.view.yaw_deg, self.size_hw)
-        sample["pose_ref"] = self.renderer.pose_map(posed_ref.mesh, spec.view_ref.yaw_deg, self.size_hw)
-        sample["surface"] = self.renderer.surface_map(posed.mesh, spec.view.yaw_deg, self.size_hw)
-        sample["surface_ref"] = self.renderer.surface_map(posed_ref.mesh, spec.view_ref.yaw_deg, self.size_hw)
+        sample["person_same"], sample["labels_person_same"] = self.person_image(
+            person, spec.outfit_a, posed, spec.view.yaw_deg
+        )
+        for kind in POSE_CONDITIONS:  # every kind, so a model of either kind trains on the same samples
+            for view, posed_view, yaw in (
+                ("target", posed, spec.view.yaw_deg),
+                ("reference", posed_ref, spec.view_ref.yaw_deg),
+            ):
+                sample[sample_key(kind, view)] = pose_condition(self.renderer, posed_view.mesh, yaw, self.size_hw, kind)
         for slot, index in (("upper", 0), ("lower", 1)):
             for outfit_name, outfit in (("a", spec.outfit_a), ("b", spec.outfit_b)):
                 image, mask = self.shop_image(outfit[index])

@@ -34,8 +34,16 @@ PRINT_WORDS: tuple[str, ...] = ("OMFA", "LOVE", "NYC", "SURF", "ROCK", "GO", "YE
 
 # Colours that clothes often have, besides the random hues.
 NEUTRALS: tuple[tuple[int, int, int], ...] = (
-    (245, 245, 240), (25, 25, 28), (120, 120, 125), (200, 200, 205), (30, 40, 85),
-    (215, 195, 160), (110, 75, 45), (85, 95, 55), (140, 30, 45), (60, 90, 140),
+    (245, 245, 240),
+    (25, 25, 28),
+    (120, 120, 125),
+    (200, 200, 205),
+    (30, 40, 85),
+    (215, 195, 160),
+    (110, 75, 45),
+    (85, 95, 55),
+    (140, 30, 45),
+    (60, 90, 140),
 )
 
 TEXTURE_PX_PER_M = 200  # texel density of every panel: 5 mm per texel
@@ -168,9 +176,13 @@ def sample_pattern(rng: np.random.Generator, slot: str) -> Pattern:
     elif kind == "text":
         motif = PRINT_WORDS[int(rng.integers(len(PRINT_WORDS)))]
     return Pattern(
-        kind=kind, base=base, accent=accent, period_m=round(period, 4),
+        kind=kind,
+        base=base,
+        accent=accent,
+        period_m=round(period, 4),
         width=round(float(width.get(kind, 0.5)), 3),
-        orientation=STRIPE_ORIENTATIONS[int(rng.choice(3, p=[0.45, 0.35, 0.2]))], motif=motif,
+        orientation=STRIPE_ORIENTATIONS[int(rng.choice(3, p=[0.45, 0.35, 0.2]))],
+        motif=motif,
     )
 
 
@@ -179,19 +191,40 @@ def sample_garment(rng: np.random.Generator, slot: str, garment_id: str) -> Garm
     pattern = sample_pattern(rng, slot)
     if slot == "upper":
         style = UPPER_STYLES[int(rng.choice(3, p=[0.25, 0.4, 0.35]))]
-        sleeve = {"sleeveless": rng.uniform(-0.1, -0.03), "short_sleeve": rng.uniform(0.15, 0.4),
-                  "long_sleeve": rng.uniform(0.85, 0.97)}[style]
+        sleeve = {
+            "sleeveless": rng.uniform(-0.1, -0.03),
+            "short_sleeve": rng.uniform(0.15, 0.4),
+            "long_sleeve": rng.uniform(0.85, 0.97),
+        }[style]
         # Length variants: cropped, regular, long (tunic).
-        hem = [rng.uniform(0.2, 0.35), rng.uniform(0.5, 0.7), rng.uniform(0.8, 0.92)][int(rng.choice(3, p=[0.2, 0.55, 0.25]))]
+        hem = [rng.uniform(0.2, 0.35), rng.uniform(0.5, 0.7), rng.uniform(0.8, 0.92)][
+            int(rng.choice(3, p=[0.2, 0.55, 0.25]))
+        ]
         neckline = NECKLINES[int(rng.choice(3, p=[0.5, 0.3, 0.2]))]
-        return GarmentSpec(garment_id, slot, style, pattern, hem=round(float(hem), 3),
-                           sleeve=round(float(sleeve), 3), neckline=neckline)
+        return GarmentSpec(
+            garment_id,
+            slot,
+            style,
+            pattern,
+            hem=round(float(hem), 3),
+            sleeve=round(float(sleeve), 3),
+            neckline=neckline,
+        )
     if slot == "lower":
         style = LOWER_STYLES[int(rng.choice(3, p=[0.45, 0.3, 0.25]))]
-        hem = {"trousers": rng.uniform(0.86, 0.97), "shorts": rng.uniform(0.2, 0.45), "skirt": rng.uniform(0.3, 0.75)}[style]
+        hem = {"trousers": rng.uniform(0.86, 0.97), "shorts": rng.uniform(0.2, 0.45), "skirt": rng.uniform(0.3, 0.75)}[
+            style
+        ]
         flare = rng.uniform(1.0, 1.35) if style == "skirt" else 1.0
-        return GarmentSpec(garment_id, slot, style, pattern, hem=round(float(hem), 3),
-                           waist=round(float(rng.uniform(0.3, 0.9)), 3), flare=round(float(flare), 3))
+        return GarmentSpec(
+            garment_id,
+            slot,
+            style,
+            pattern,
+            hem=round(float(hem), 3),
+            waist=round(float(rng.uniform(0.3, 0.9)), 3),
+            flare=round(float(flare), 3),
+        )
     raise GarmentSpecError(f"garment slot {slot!r} is unknown; use 'upper' or 'lower'")
 
 
@@ -262,7 +295,9 @@ def fabric_panel(
     return np.clip(np.round(image), 0, 255).astype(np.uint8)
 
 
-def _print_mask(pattern: Pattern, spot: Print, circumference_m: float, length_m: float, hw: tuple[int, int]) -> np.ndarray:
+def _print_mask(
+    pattern: Pattern, spot: Print, circumference_m: float, length_m: float, hw: tuple[int, int]
+) -> np.ndarray:
     """(H, W) float coverage of a logo or word centred at the spot, drawn at 4x and reduced."""
     height, width = hw
     if pattern.kind not in ("logo", "text") or not pattern.motif:
@@ -290,7 +325,9 @@ def _draw_word(canvas: Image.Image, word: str, center: tuple[float, float], widt
     glyphs = Image.new("L", (box[2] - box[0] + 4, box[3] - box[1] + 4), 0)
     ImageDraw.Draw(glyphs).text((2 - box[0], 2 - box[1]), word, fill=255, font=font, stroke_width=2, stroke_fill=255)
     factor = width_px / glyphs.width
-    glyphs = glyphs.resize((max(1, int(glyphs.width * factor)), max(1, int(glyphs.height * factor))), Image.Resampling.LANCZOS)
+    glyphs = glyphs.resize(
+        (max(1, int(glyphs.width * factor)), max(1, int(glyphs.height * factor))), Image.Resampling.LANCZOS
+    )
     canvas.paste(255, (int(center[0] - glyphs.width / 2), int(center[1] - glyphs.height / 2)), glyphs)
 
 
@@ -303,11 +340,15 @@ def _draw_motif(draw: ImageDraw.ImageDraw, motif: str, center: tuple[float, floa
             draw.ellipse((cx - rx * 0.55, cy - ry * 0.55, cx + rx * 0.55, cy + ry * 0.55), fill=0)
         return
     unit = {
-        "star": [(np.sin(t) * r, -np.cos(t) * r) for t, r in zip(np.arange(10) * np.pi / 5, [1, 0.45] * 5, strict=True)],
+        "star": [
+            (np.sin(t) * r, -np.cos(t) * r) for t, r in zip(np.arange(10) * np.pi / 5, [1, 0.45] * 5, strict=True)
+        ],
         "triangle": [(0, -1), (1, 0.85), (-1, 0.85)],
         "diamond": [(0, -1), (0.75, 0), (0, 1), (-0.75, 0)],
         "bolt": [(0.2, -1), (-0.6, 0.15), (0.0, 0.15), (-0.25, 1), (0.6, -0.2), (0.05, -0.2), (0.4, -1)],
-        "heart": [(np.sin(t) ** 3, -(13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) - np.cos(4 * t)) / 16)
-                  for t in np.linspace(0, 2 * np.pi, 40, endpoint=False)],
+        "heart": [
+            (np.sin(t) ** 3, -(13 * np.cos(t) - 5 * np.cos(2 * t) - 2 * np.cos(3 * t) - np.cos(4 * t)) / 16)
+            for t in np.linspace(0, 2 * np.pi, 40, endpoint=False)
+        ],
     }[motif]
     draw.polygon([(cx + x * rx, cy + y * ry) for x, y in unit], fill=255)

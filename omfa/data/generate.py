@@ -58,7 +58,9 @@ def plan(config: SynthConfig, shard_size: int) -> list[ShardTask]:
 def manifest(config: SynthConfig, partition: dict[str, tuple[str, ...]], shard_size: int) -> dict:
     """The dataset.json content: everything needed to regenerate (or resume) the data."""
     return {
-        "version": FORMAT_VERSION, "config": config.to_json(), "shard_size": shard_size,
+        "version": FORMAT_VERSION,
+        "config": config.to_json(),
+        "shard_size": shard_size,
         "presets": {split: list(partition[split]) for split in SPLITS},
     }
 
@@ -101,7 +103,8 @@ def generate(
     tasks = plan(config, shard_size)
     todo = [t for t in tasks if not (root / t.split / f"{shard_name(t.index)}.json").is_file()]
     total = sum(t.stop - t.start for t in todo)
-    log(f"{len(tasks) - len(todo)} of {len(tasks)} shards already written; {total} samples to render with {workers} workers")
+    written = len(tasks) - len(todo)
+    log(f"{written} of {len(tasks)} shards already written; {total} samples to render with {workers} workers")
     done, start = 0, time.perf_counter()
 
     def report(task: ShardTask, seconds: float) -> None:
@@ -109,8 +112,10 @@ def generate(
         done += task.stop - task.start
         elapsed = time.perf_counter() - start
         rate = done / elapsed
-        log(f"{task.split} {shard_name(task.index)}: {task.stop - task.start} samples in {seconds:.1f} s; "
-            f"{done}/{total} at {rate:.2f} samples/s, {(total - done) / max(rate, 1e-9) / 60:.1f} min left")
+        log(
+            f"{task.split} {shard_name(task.index)}: {task.stop - task.start} samples in {seconds:.1f} s; "
+            f"{done}/{total} at {rate:.2f} samples/s, {(total - done) / max(rate, 1e-9) / 60:.1f} min left"
+        )
 
     if workers <= 1:
         _init_worker(config, partition, str(root))

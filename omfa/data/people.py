@@ -20,22 +20,45 @@ from omfa.data.tailor import FRAMES, Layer, Tailor
 
 # Skin tones from light to deep (sRGB), jittered per identity.
 SKIN_TONES: tuple[tuple[int, int, int], ...] = (
-    (250, 220, 196), (238, 196, 168), (225, 178, 140), (205, 150, 110),
-    (176, 120, 84), (140, 92, 62), (104, 66, 44), (74, 48, 34),
+    (250, 220, 196),
+    (238, 196, 168),
+    (225, 178, 140),
+    (205, 150, 110),
+    (176, 120, 84),
+    (140, 92, 62),
+    (104, 66, 44),
+    (74, 48, 34),
 )
 HAIR_COLORS: tuple[tuple[int, int, int], ...] = (
-    (22, 18, 18), (48, 32, 24), (88, 58, 36), (122, 52, 28), (196, 160, 96),
-    (226, 214, 186), (140, 140, 140), (168, 58, 30),
+    (22, 18, 18),
+    (48, 32, 24),
+    (88, 58, 36),
+    (122, 52, 28),
+    (196, 160, 96),
+    (226, 214, 186),
+    (140, 140, 140),
+    (168, 58, 30),
 )
 HAIR_STYLES: tuple[str, ...] = ("bald", "crop", "short", "bob", "long", "bun", "afro")
 SHOE_STYLES: tuple[str, ...] = ("none", "low", "boots")
 SHOE_COLORS: tuple[tuple[int, int, int], ...] = (
-    (20, 20, 20), (240, 240, 240), (100, 60, 35), (190, 150, 100), (160, 30, 30), (40, 60, 120),
+    (20, 20, 20),
+    (240, 240, 240),
+    (100, 60, 35),
+    (190, 150, 100),
+    (160, 30, 30),
+    (40, 60, 120),
 )
 
 # Hairline heights (head radii above the head centre) at the forehead and the nape.
-_HAIRLINE = {"crop": (0.55, 0.0), "short": (0.45, -0.35), "bob": (0.4, -0.6), "long": (0.4, -0.7),
-             "bun": (0.4, -0.45), "afro": (0.45, -0.3)}
+_HAIRLINE = {
+    "crop": (0.55, 0.0),
+    "short": (0.45, -0.35),
+    "bob": (0.4, -0.6),
+    "long": (0.4, -0.7),
+    "bun": (0.4, -0.45),
+    "afro": (0.45, -0.3),
+}
 # Hair solids: ellipsoids (centre, radii) in head radii around the head centre.
 _HAIR_SOLIDS = {
     "bob": ((0.0, 0.12, -0.22), (1.12, 1.0, 1.02)),
@@ -98,9 +121,14 @@ def sample_identity(rng: np.random.Generator, identity_id: str) -> Identity:
     shape[0] = rng.uniform(-1.2, 1.2)  # height
     shape[1] = rng.uniform(-1.0, 1.0)  # proportions
     return Identity(
-        identity_id=identity_id, skin=tuple(np.round(skin).astype(int)), hair_color=tuple(np.round(np.clip(hair, 0, 255)).astype(int)),
-        hair_style=style, shoes=shoes, shoe_color=SHOE_COLORS[int(rng.integers(len(SHOE_COLORS)))],
-        shoe_height_m=round(float(shoe_height), 3), shape=tuple(np.round(shape, 3)),
+        identity_id=identity_id,
+        skin=tuple(np.round(skin).astype(int)),
+        hair_color=tuple(np.round(np.clip(hair, 0, 255)).astype(int)),
+        hair_style=style,
+        shoes=shoes,
+        shoe_color=SHOE_COLORS[int(rng.integers(len(SHOE_COLORS)))],
+        shoe_height_m=round(float(shoe_height), 3),
+        shape=tuple(np.round(shape, 3)),
     )
 
 
@@ -140,5 +168,10 @@ def _ellipsoid(tailor: Tailor, center: tuple[float, ...], radii: tuple[float, ..
     faces = np.asarray(sphere.faces, dtype=np.int64)
     weights = np.zeros((len(points), len(FRAMES)))
     weights[:, FRAMES.index("head")] = 1.0
-    return Layer(faces=faces, uv=np.zeros((len(points), 2), np.float32), panel=np.zeros(len(faces), dtype=np.int64),
-                 solid_rest=points, solid_weights=weights)
+    return Layer(
+        faces=faces,
+        uv=np.zeros((len(points), 2), np.float32),
+        panel=np.zeros(len(faces), dtype=np.int64),
+        solid_rest=points,
+        solid_weights=weights,
+    )

@@ -47,7 +47,9 @@ DRESSCODE_LAYOUT = (
     "ROOT/<category>/{train_pairs.txt,test_pairs_paired.txt,test_pairs_unpaired.txt} for category in "
     "upper_body, lower_body, dresses"
 )
-DEEPFASHION_MM_LAYOUT = "ROOT/images/<name>.jpg and ROOT/segm/<name>_segm.png (names like MEN-Denim-id_00000080-01_7_additional)"
+DEEPFASHION_MM_LAYOUT = (
+    "ROOT/images/<name>.jpg and ROOT/segm/<name>_segm.png (names like MEN-Denim-id_00000080-01_7_additional)"
+)
 
 # Parsing classes -> synthetic labels (0 bg, 1 skin, 2 hair, 3 upper, 4 lower, 5 shoes).
 # VITON-HD image-parse-v3 (LIP order; 10 is the neck).
@@ -158,8 +160,15 @@ class VitonHD(RealDataset):
 
     name = "VITON-HD"
 
-    def __init__(self, root: str | Path, split: str = "train", pairs: str = "paired", pose_fn: PoseFn | None = None,
-                 *, size_hw: tuple[int, int]) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        pairs: str = "paired",
+        pose_fn: PoseFn | None = None,
+        *,
+        size_hw: tuple[int, int],
+    ) -> None:
         if split not in ("train", "test") or pairs not in ("paired", "unpaired"):
             raise RealDatasetError(f"VITON-HD split {split!r} / pairs {pairs!r}; use train|test and paired|unpaired")
         self.root = Path(root)
@@ -178,7 +187,9 @@ class VitonHD(RealDataset):
         sample: dict = {"meta": {"dataset": self.name, "person": person, "garment": cloth, "pairs": self.pairs}}
         self._photo(sample, "reference", self.folder / "image" / person, VITON_HD_LAYOUT, "pose_ref")
         garment = fit_to_canvas(_open(self.folder / "cloth" / cloth, VITON_HD_LAYOUT).convert("RGB"), self.size_hw)
-        labels = self._labels(self.folder / "image-parse-v3" / (Path(person).stem + ".png"), VITON_HD_LABELS, VITON_HD_LAYOUT)
+        labels = self._labels(
+            self.folder / "image-parse-v3" / (Path(person).stem + ".png"), VITON_HD_LABELS, VITON_HD_LAYOUT
+        )
         if labels is not None:
             sample["labels_reference"] = labels
         if self.pairs == "paired":
@@ -195,9 +206,16 @@ class DressCode(RealDataset):
     name = "DressCode"
     CATEGORIES = ("upper_body", "lower_body", "dresses")
 
-    def __init__(self, root: str | Path, split: str = "train", pairs: str = "paired",
-                 categories: Sequence[str] = CATEGORIES, pose_fn: PoseFn | None = None,
-                 *, size_hw: tuple[int, int]) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        pairs: str = "paired",
+        categories: Sequence[str] = CATEGORIES,
+        pose_fn: PoseFn | None = None,
+        *,
+        size_hw: tuple[int, int],
+    ) -> None:
         if split not in ("train", "test") or pairs not in ("paired", "unpaired"):
             raise RealDatasetError(f"DressCode split {split!r} / pairs {pairs!r}; use train|test and paired|unpaired")
         if split == "train" and pairs == "unpaired":
@@ -218,8 +236,16 @@ class DressCode(RealDataset):
         category, person, cloth = item
         folder = self.root / category
         slot = "lower" if category == "lower_body" else "upper"
-        sample: dict = {"meta": {"dataset": self.name, "category": category, "person": person, "garment": cloth,
-                                 "dress": category == "dresses", "pairs": self.pairs}}
+        sample: dict = {
+            "meta": {
+                "dataset": self.name,
+                "category": category,
+                "person": person,
+                "garment": cloth,
+                "dress": category == "dresses",
+                "pairs": self.pairs,
+            }
+        }
         self._photo(sample, "reference", folder / "images" / person, DRESSCODE_LAYOUT, "pose_ref")
         garment = fit_to_canvas(_open(folder / "images" / cloth, DRESSCODE_LAYOUT).convert("RGB"), self.size_hw)
         label_name = re.sub(r"_0$", "_4", Path(person).stem) + ".png"
@@ -245,8 +271,9 @@ class DeepFashionMultiModal(RealDataset):
 
     name = "DeepFashion-MultiModal"
 
-    def __init__(self, root: str | Path, split: str = "all", pose_fn: PoseFn | None = None,
-                 *, size_hw: tuple[int, int]) -> None:
+    def __init__(
+        self, root: str | Path, split: str = "all", pose_fn: PoseFn | None = None, *, size_hw: tuple[int, int]
+    ) -> None:
         if split not in ("all", "train", "test"):
             raise RealDatasetError(f"DeepFashion-MultiModal split {split!r}; use all, train or test")
         self.root = Path(root)
@@ -258,7 +285,9 @@ class DeepFashionMultiModal(RealDataset):
                 raise RealDatasetError(f"{path} does not follow the naming; expected layout: {DEEPFASHION_MM_LAYOUT}")
             outfits.setdefault(match["outfit"], []).append(path.stem)
         if not outfits:
-            raise RealDatasetError(f"{self.root / 'images'} holds no .jpg images; expected layout: {DEEPFASHION_MM_LAYOUT}")
+            raise RealDatasetError(
+                f"{self.root / 'images'} holds no .jpg images; expected layout: {DEEPFASHION_MM_LAYOUT}"
+            )
         items = []
         for outfit, views in outfits.items():
             in_test = int(hashlib.sha1(outfit.encode()).hexdigest(), 16) % 10 == 0
@@ -268,8 +297,10 @@ class DeepFashionMultiModal(RealDataset):
 
     def _load(self, item: tuple[str, str, str]) -> dict:
         outfit, ref, target = item
-        sample: dict = {"meta": {"dataset": self.name, "outfit": outfit, "reference": ref, "person": target},
-                        "tasks": ["multiview"]}
+        sample: dict = {
+            "meta": {"dataset": self.name, "outfit": outfit, "reference": ref, "person": target},
+            "tasks": ["multiview"],
+        }
         self._photo(sample, "reference", self.root / "images" / f"{ref}.jpg", DEEPFASHION_MM_LAYOUT, "pose_ref")
         self._photo(sample, "person_same", self.root / "images" / f"{target}.jpg", DEEPFASHION_MM_LAYOUT, "pose")
         for key, name in (("labels_reference", ref), ("labels_person_same", target)):
@@ -283,16 +314,20 @@ def estimator_pose_fn(size_hw: tuple[int, int]) -> PoseFn:
     """A pose function: estimate the SMPL-X pose of the photo, render its part-colour pose map (yaw 0) at `size_hw`.
 
     The map shows the pose in the canvas framing, not the photo's: real photos
-    are not framed like the fitting room's camera.
+    are not framed like the fitting room's camera. It is rendered by the same
+    function and low-poly body as the app's pose maps (`omfa.pose.condition`).
     """
     from omfa.pose.body import load_body
+    from omfa.pose.condition import pose_condition
     from omfa.pose.estimate import estimate_pose
+    from omfa.pose.lowpoly import LowPolyBody
     from omfa.pose.render import PoseRenderer
 
     body, renderer = load_body(), PoseRenderer()
+    mesh_body = LowPolyBody(body)
 
     def pose_map(photo: np.ndarray) -> np.ndarray:
         estimated = estimate_pose(photo, body=body)
-        return renderer.pose_map(body.posed(estimated.pose), 0.0, size_hw)
+        return pose_condition(renderer, mesh_body.posed(estimated.pose), 0.0, size_hw, "parts")
 
     return pose_map

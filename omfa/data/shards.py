@@ -38,8 +38,17 @@ FORMAT_VERSION = 2  # 2: the dense-correspondence pose maps "surface" and "surfa
 UNRECORDED_SIZE_HW: tuple[int, int] = (128, 96)
 # RGB uint8 (H, W, 3) images; pose and surface maps have a black background, the rest white.
 SAMPLE_IMAGES: tuple[str, ...] = (
-    "reference", "person", "person_same", "pose", "pose_ref", "surface", "surface_ref",
-    "upper_a", "lower_a", "upper_b", "lower_b",
+    "reference",
+    "person",
+    "person_same",
+    "pose",
+    "pose_ref",
+    "surface",
+    "surface_ref",
+    "upper_a",
+    "lower_a",
+    "upper_b",
+    "lower_b",
 )
 # uint8 (H, W) label maps: the ids of `omfa.data.examples.LABELS` (0 background, 1 skin, 2 hair, 3 upper, ...).
 SAMPLE_LABELS: tuple[str, ...] = ("labels_reference", "labels_person", "labels_person_same")
@@ -175,7 +184,9 @@ class ShardDataset(Sequence):
         self.root = Path(root)
         self.manifest = read_manifest(self.root)
         if split not in self.manifest["config"]["counts"]:
-            raise DatasetError(f"split {split!r} is not in {self.root}; it has {', '.join(self.manifest['config']['counts'])}")
+            raise DatasetError(
+                f"split {split!r} is not in {self.root}; it has {', '.join(self.manifest['config']['counts'])}"
+            )
         self.split = split
         self._entries: list[tuple[Path, dict]] = []
         self.refresh()
@@ -194,7 +205,9 @@ class ShardDataset(Sequence):
             if tar_path in known:
                 continue
             if not tar_path.is_file():
-                raise DatasetError(f"{index_path} lists {tar_path}, which is missing; delete the index to regenerate it")
+                raise DatasetError(
+                    f"{index_path} lists {tar_path}, which is missing; delete the index to regenerate it"
+                )
             self._entries += [(tar_path, entry) for entry in shard["samples"]]
             added += len(shard["samples"])
         return added

@@ -50,10 +50,31 @@ DEFAULT_SIZE_HW: tuple[int, int] = (128, 96)
 MIN_SIDE, MAX_SIDE, SIDE_MULTIPLE = 16, 1024, 8
 
 # Perturbation amplitude (radians, uniform +-) per body_pose row, by joint.
-_AMPLITUDE = np.array([
-    0.15, 0.15, 0.06, 0.2, 0.2, 0.06, 0.1, 0.1, 0.06, 0.05, 0.05,  # hips, spine1, knees, spine2, ankles, spine3, feet
-    0.08, 0.06, 0.06, 0.1, 0.22, 0.22, 0.25, 0.25, 0.15, 0.15,  # neck, collars, head, shoulders, elbows, wrists
-])
+_AMPLITUDE = np.array(
+    [
+        0.15,
+        0.15,
+        0.06,
+        0.2,
+        0.2,
+        0.06,
+        0.1,
+        0.1,
+        0.06,
+        0.05,
+        0.05,  # hips, spine1, knees, spine2, ankles, spine3, feet
+        0.08,
+        0.06,
+        0.06,
+        0.1,
+        0.22,
+        0.22,
+        0.25,
+        0.25,
+        0.15,
+        0.15,  # neck, collars, head, shoulders, elbows, wrists
+    ]
+)
 assert len(_AMPLITUDE) == NUM_BODY_JOINTS
 
 
@@ -123,16 +144,31 @@ class SampleSpec:
     def meta(self) -> dict[str, Any]:
         """JSON-ready description (stored with the sample as `meta`)."""
         return {
-            "key": self.key, "split": self.split, "index": self.index, "group": self.group,
-            "identity": self.identity.to_json(), "identity_id": self.identity.identity_id,
-            "garments": {"upper_a": self.outfit_a[0].to_json(), "lower_a": self.outfit_a[1].to_json(),
-                         "upper_b": self.outfit_b[0].to_json(), "lower_b": self.outfit_b[1].to_json()},
-            "garment_ids": {"upper_a": self.outfit_a[0].garment_id, "lower_a": self.outfit_a[1].garment_id,
-                            "upper_b": self.outfit_b[0].garment_id, "lower_b": self.outfit_b[1].garment_id},
+            "key": self.key,
+            "split": self.split,
+            "index": self.index,
+            "group": self.group,
+            "identity": self.identity.to_json(),
+            "identity_id": self.identity.identity_id,
+            "garments": {
+                "upper_a": self.outfit_a[0].to_json(),
+                "lower_a": self.outfit_a[1].to_json(),
+                "upper_b": self.outfit_b[0].to_json(),
+                "lower_b": self.outfit_b[1].to_json(),
+            },
+            "garment_ids": {
+                "upper_a": self.outfit_a[0].garment_id,
+                "lower_a": self.outfit_a[1].garment_id,
+                "upper_b": self.outfit_b[0].garment_id,
+                "lower_b": self.outfit_b[1].garment_id,
+            },
             "replaced": self.replaced,
-            "preset_ref": self.view_ref.preset, "perturbation_seed_ref": self.view_ref.perturbation_seed,
+            "preset_ref": self.view_ref.preset,
+            "perturbation_seed_ref": self.view_ref.perturbation_seed,
             "yaw_ref": self.view_ref.yaw_deg,
-            "preset": self.view.preset, "perturbation_seed": self.view.perturbation_seed, "yaw": self.view.yaw_deg,
+            "preset": self.view.preset,
+            "perturbation_seed": self.view.perturbation_seed,
+            "yaw": self.view.yaw_deg,
         }
 
 
@@ -206,7 +242,9 @@ def perturbed_pose(preset: PosePreset, perturbation_seed: int) -> Pose:
     return Pose(orient, body)
 
 
-def _view(rng: np.random.Generator, presets: Mapping[str, PosePreset], names: tuple[str, ...], portrait: bool) -> ViewSpec:
+def _view(
+    rng: np.random.Generator, presets: Mapping[str, PosePreset], names: tuple[str, ...], portrait: bool
+) -> ViewSpec:
     weights = np.array([2.0 if portrait and "standing" in presets[n].tags else 1.0 for n in names])
     name = names[int(rng.choice(len(names), p=weights / weights.sum()))]
     yaw = presets[name].yaw_deg + rng.uniform(-30 if portrait else -45, 30 if portrait else 45)
@@ -218,7 +256,11 @@ def _view(rng: np.random.Generator, presets: Mapping[str, PosePreset], names: tu
 
 
 def sample_spec(
-    config: SynthConfig, split: str, index: int, presets: Mapping[str, PosePreset], partition: Mapping[str, tuple[str, ...]]
+    config: SynthConfig,
+    split: str,
+    index: int,
+    presets: Mapping[str, PosePreset],
+    partition: Mapping[str, tuple[str, ...]],
 ) -> SampleSpec:
     """Plan sample `index` of `split`: a pure function of the seed, split and index."""
     count = config.counts[split]
@@ -238,7 +280,10 @@ def sample_spec(
     if picks[3] == picks[1]:
         picks[3] = (picks[3] + 1) % n_garments
     upper_a, lower_a = garment(config.seed, split, "upper", picks[0]), garment(config.seed, split, "lower", picks[1])
-    upper_new, lower_new = garment(config.seed, split, "upper", picks[2]), garment(config.seed, split, "lower", picks[3])
+    upper_new, lower_new = (
+        garment(config.seed, split, "upper", picks[2]),
+        garment(config.seed, split, "lower", picks[3]),
+    )
     replaced = ("upper", "lower", "both")[int(rng.choice(3, p=[0.4, 0.4, 0.2]))]
     outfit_b = (upper_new if replaced != "lower" else upper_a, lower_new if replaced != "upper" else lower_a)
     view_ref = _view(rng, presets, names, portrait=True)
@@ -251,8 +296,16 @@ def sample_spec(
         name = names[(k + int(gallery.integers(len(names)))) % len(names)]
         view = ViewSpec(name, int(gallery.integers(2**31)) + k, round(float(presets[name].yaw_deg + 45.0 * k), 2))
     return SampleSpec(
-        key=f"{split}-{index:06d}", split=split, index=index, identity=person, outfit_a=(upper_a, lower_a),
-        outfit_b=outfit_b, replaced=replaced, view_ref=view_ref, view=view, group=group,
+        key=f"{split}-{index:06d}",
+        split=split,
+        index=index,
+        identity=person,
+        outfit_a=(upper_a, lower_a),
+        outfit_b=outfit_b,
+        replaced=replaced,
+        view_ref=view_ref,
+        view=view,
+        group=group,
     )
 
 

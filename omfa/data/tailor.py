@@ -35,11 +35,21 @@ from omfa.pose.lowpoly import LowPolyBody
 # feet to the leg cylinder (sleeves and trousers end before them).
 REGIONS: tuple[str, ...] = ("trunk", "arm_l", "arm_r", "leg_l", "leg_r", "head")
 _PART_REGION = {
-    "head": "head", "neck": "head", "torso": "trunk",
-    "left_upper_arm": "arm_l", "left_forearm": "arm_l", "left_hand": "arm_l",
-    "right_upper_arm": "arm_r", "right_forearm": "arm_r", "right_hand": "arm_r",
-    "left_thigh": "leg_l", "left_shin": "leg_l", "left_foot": "leg_l",
-    "right_thigh": "leg_r", "right_shin": "leg_r", "right_foot": "leg_r",
+    "head": "head",
+    "neck": "head",
+    "torso": "trunk",
+    "left_upper_arm": "arm_l",
+    "left_forearm": "arm_l",
+    "left_hand": "arm_l",
+    "right_upper_arm": "arm_r",
+    "right_forearm": "arm_r",
+    "right_hand": "arm_r",
+    "left_thigh": "leg_l",
+    "left_shin": "leg_l",
+    "left_foot": "leg_l",
+    "right_thigh": "leg_r",
+    "right_shin": "leg_r",
+    "right_foot": "leg_r",
 }
 # Texture panel of each region: both arms share one, both legs another.
 _REGION_PANEL = {"trunk": "trunk", "arm_l": "limb", "arm_r": "limb", "leg_l": "limb", "leg_r": "limb", "head": "trunk"}
@@ -144,7 +154,8 @@ class Tailor:
 
         trunk = trunk_cylinder(points("trunk"), self.y_torso_top, self.y_crotch)
         return {
-            "trunk": trunk, "head": trunk,
+            "trunk": trunk,
+            "head": trunk,
             # Arms: u = 0.5 on top, the seam underneath; legs: u = 0.5 in front, the seam behind.
             "arm_l": limb_cylinder(j["left_shoulder"], j["left_wrist"], (0.0, 1.0, 0.0), points("arm_l")),
             "arm_r": limb_cylinder(j["right_shoulder"], j["right_wrist"], (0.0, 1.0, 0.0), points("arm_r")),
@@ -288,13 +299,19 @@ class Tailor:
         # Vertices: rings x (sectors + 1): the last column repeats the first with u = 1 (the seam).
         cols = np.concatenate([angles, [angles[0] + 2 * np.pi]])
         rad = np.concatenate([radius, radius[:, :1]], axis=1)
-        positions = np.stack([
-            axis_center[0] + rad * np.sin(cols), np.broadcast_to(heights[:, None], rad.shape),
-            axis_center[2] + rad * np.cos(cols),
-        ], axis=-1).reshape(-1, 3)
+        positions = np.stack(
+            [
+                axis_center[0] + rad * np.sin(cols),
+                np.broadcast_to(heights[:, None], rad.shape),
+                axis_center[2] + rad * np.cos(cols),
+            ],
+            axis=-1,
+        ).reshape(-1, 3)
         slant = np.linalg.norm(np.diff(positions.reshape(rings, -1, 3), axis=0), axis=-1).sum(axis=0).mean()
         u = np.broadcast_to((cols + np.pi) / (2 * np.pi), rad.shape)
-        arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(positions.reshape(rings, -1, 3), axis=0), axis=-1).mean(axis=1))])
+        arc = np.concatenate(
+            [[0.0], np.cumsum(np.linalg.norm(np.diff(positions.reshape(rings, -1, 3), axis=0), axis=-1).mean(axis=1))]
+        )
         uv = np.stack([u, np.broadcast_to((arc / slant)[:, None], rad.shape)], axis=-1).reshape(-1, 2)
         idx = np.arange(rings * (sectors + 1)).reshape(rings, sectors + 1)
         a, b, c, d = idx[:-1, :-1], idx[:-1, 1:], idx[1:, 1:], idx[1:, :-1]
@@ -304,8 +321,13 @@ class Tailor:
         faces = np.concatenate([outside, outside[:, ::-1]])
         weights = _skirt_weights(positions, y_top, y_hem, axis_center)
         circumference = float(2 * np.pi * radius.mean())
-        layer = Layer(faces=faces, uv=uv.astype(np.float32), panel=np.full(len(positions), PANELS.index("cone")),
-                      solid_rest=positions, solid_weights=weights)
+        layer = Layer(
+            faces=faces,
+            uv=uv.astype(np.float32),
+            panel=np.full(len(positions), PANELS.index("cone")),
+            solid_rest=positions,
+            solid_weights=weights,
+        )
         return layer, circumference, float(slant)
 
     def frames(self, posed: PosedMesh) -> np.ndarray:
@@ -334,8 +356,9 @@ def _pack(panels: list[np.ndarray], layers: list[Layer]) -> tuple[np.ndarray, li
         uv = layer.uv.astype(np.float64).copy()
         rows = starts[layer.panel] + np.clip(uv[:, 1], 0.0, 1.0) * heights[layer.panel]  # clamp along the body
         uv[:, 1] = 1.0 - rows / total  # OpenGL t: pyrender uploads rows bottom-up
-        moved.append(Layer(layer.faces, uv.astype(np.float32), layer.panel, layer.piece, layer.solid_rest,
-                           layer.solid_weights))
+        moved.append(
+            Layer(layer.faces, uv.astype(np.float32), layer.panel, layer.piece, layer.solid_rest, layer.solid_weights)
+        )
     return texture, moved
 
 
@@ -370,7 +393,9 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return normals / np.maximum(np.linalg.norm(normals, axis=1, keepdims=True), 1e-12)
 
 
-def place(layer: Layer, vertices: np.ndarray, normals: np.ndarray, frames: np.ndarray, offset_m: float) -> tuple[np.ndarray, np.ndarray]:
+def place(
+    layer: Layer, vertices: np.ndarray, normals: np.ndarray, frames: np.ndarray, offset_m: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Posed (N, 3) positions and normals of a layer, float32.
 
     Painted layers blend posed body vertices and push out by `offset_m` along

@@ -18,20 +18,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from omfa.cli import parse_size
 from omfa.pose.body import Body, BodyModelError, load_body
 from omfa.pose.presets import PosePreset, PresetError, get_preset, load_presets, read_preset, write_preset
 
 if TYPE_CHECKING:  # rendering loads OpenGL: imported only by the commands that draw
     from omfa.pose.render import PoseRenderer
-
-
-def _size(text: str) -> tuple[int, int]:
-    """Parse a size such as "128x96" into (height, width) = (128, 96)."""
-    try:
-        height, width = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size {text!r} must look like HEIGHTxWIDTH, e.g. 256x256") from None
-    return height, width
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
         default="thumbnail",
         help="shaded thumbnail, or a pose condition: part colours (map) or surface coordinates",
     )
-    render.add_argument("--size", type=_size, default=None, help="HEIGHTxWIDTH (default 256x256 / 128x96)")
+    render.add_argument("--size", type=parse_size, default=None, help="HEIGHTxWIDTH (default 256x256 / 128x96)")
     render.add_argument("--out", required=True, type=Path, help="output .png (or .glb for a 3-D model)")
 
     photo = commands.add_parser("from-photo", help="estimate a pose from a photograph of one person")
