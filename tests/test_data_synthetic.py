@@ -114,3 +114,17 @@ def test_config_errors(presets, partition):
         SynthConfig(counts={"dev": 3})
     with pytest.raises(SynthConfigError, match="train sample 400 does not exist"):
         sample_spec(CONFIG, "train", 400, presets, partition)
+
+
+def test_a_fresh_test_set_keeps_the_training_partition(presets, partition, specs):
+    """--seed NEW --partition-seed S: new garments, people and perturbations; the test poses stay unseen."""
+    fresh = SynthConfig(seed=9001, counts={"train": 0, "val": 0, "test": 80}, partition_seed=CONFIG.seed)
+    assert fresh.preset_seed == CONFIG.seed and CONFIG.preset_seed == CONFIG.seed
+    assert split_presets(list(presets), fresh.preset_seed) == partition
+    fresh_specs = [sample_spec(fresh, "test", i, presets, partition) for i in range(80)]
+    assert {s.view.preset for s in fresh_specs} <= set(partition["test"])
+    garments = lambda ss: {spec_digest(g) for s in ss for g in (*s.outfit_a, *s.outfit_b)}
+    people = lambda ss: {spec_digest(s.identity) for s in ss}
+    seen = specs["train"] + specs["test"]
+    assert not garments(fresh_specs) & garments(seen) and not people(fresh_specs) & people(seen)
+    assert fresh.to_json()["partition_seed"] == CONFIG.seed and "partition_seed" not in CONFIG.to_json()

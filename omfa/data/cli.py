@@ -26,6 +26,13 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--val", type=int, default=200, help="validation samples (default 200)")
     parser.add_argument("--test", type=int, default=400, help="test samples, a multiple of 8 (default 400)")
     parser.add_argument("--seed", type=int, default=0, help="everything derives from it (default 0)")
+    parser.add_argument(
+        "--partition-seed",
+        type=int,
+        default=None,
+        help="seed of the pose presets' split (default: --seed); a fresh test set for a model "
+        "trained on seed S: --seed NEW --partition-seed S --train 0 --val 0",
+    )
     parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     parser.add_argument("--shard-size", type=int, default=DEFAULT_SHARD_SIZE, help="samples per shard")
     parser.add_argument(
@@ -46,7 +53,8 @@ def main(argv: list[str]) -> int:
 
     try:
         size = {} if args.size is None else {"size_hw": args.size}
-        config = SynthConfig(seed=args.seed, counts={"train": args.train, "val": args.val, "test": args.test}, **size)
+        counts = {"train": args.train, "val": args.val, "test": args.test}
+        config = SynthConfig(seed=args.seed, counts=counts, partition_seed=args.partition_seed, **size)
     except SynthConfigError as error:
         print(f"omfa synth: {error}", file=sys.stderr)
         return 2
@@ -69,7 +77,7 @@ def _sheet(config, split: str, rows: int, path: Path) -> int:
     from omfa.data.synthetic import sample_spec, split_presets
 
     room = FittingRoom(size_hw=config.size_hw)
-    partition = split_presets(list(room.presets), config.seed)
+    partition = split_presets(list(room.presets), config.preset_seed)
     count = config.counts[split]
     # Spread the rows over the split so they show different garments and people.
     indices = np.linspace(0, count - 1, rows).astype(int)

@@ -98,7 +98,7 @@ def generate(
     from omfa.pose.presets import load_presets
 
     root = Path(root)
-    partition = split_presets(list(load_presets()), config.seed)
+    partition = split_presets(list(load_presets()), config.preset_seed)
     write_manifest(root, manifest(config, partition, shard_size))
     tasks = plan(config, shard_size)
     todo = [t for t in tasks if not (root / t.split / f"{shard_name(t.index)}.json").is_file()]

@@ -93,6 +93,15 @@ class SynthConfig:
     seed: int = 0
     counts: Mapping[str, int] = field(default_factory=lambda: {"train": 12000, "val": 200, "test": 400})
     size_hw: tuple[int, int] = DEFAULT_SIZE_HW
+    # The pose presets' split into train / val / test derives from this seed (None: `seed`).
+    # A fresh test set for a trained model keeps the partition of its training data
+    # (its test poses stay unseen) and draws new garments, people and perturbations from `seed`.
+    partition_seed: int | None = None
+
+    @property
+    def preset_seed(self) -> int:
+        """The seed of the preset partition (`split_presets`)."""
+        return self.seed if self.partition_seed is None else self.partition_seed
 
     def __post_init__(self) -> None:
         size = tuple(int(v) for v in self.size_hw)
@@ -114,7 +123,8 @@ class SynthConfig:
             )
 
     def to_json(self) -> dict[str, Any]:
-        return {"seed": self.seed, "counts": dict(self.counts), "size_hw": list(self.size_hw)}
+        own = {} if self.partition_seed is None else {"partition_seed": self.partition_seed}
+        return {"seed": self.seed, "counts": dict(self.counts), "size_hw": list(self.size_hw)} | own
 
 
 @dataclass(frozen=True)
