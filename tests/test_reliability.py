@@ -28,7 +28,7 @@ from benchmarks.reliability.limits import check_limits, pickle_trap
 from benchmarks.reliability.load import check_cancel, check_load, check_queue_full, check_soak
 from benchmarks.reliability.report import CheckResult, format_table
 from benchmarks.reliability.server import GENERIC_ERROR, ServedApp, served_checkpoint, unclear
-from benchmarks.reliability.uploads import LIMIT_S, check_exif, check_uploads
+from benchmarks.reliability.uploads import check_exif, check_uploads
 from omfa.app.uploads import REFUSED_REMOTE_FILE, REFUSED_URL, RefuseRemoteFiles, image_upload
 
 
@@ -39,6 +39,11 @@ def app(tmp_path_factory):
     with ServedApp(model, work / "server") as served:
         yield served
     assert not served.responds()  # stopped with the module
+
+
+# Here a time limit catches hangs, not slowness: the suite shares its machine with other work.
+# `omfa bench reliability` holds uploads to their 2 s budget (LIMIT_S) and reports the latencies.
+HANG_S = 30.0
 
 
 def assert_passed(result: CheckResult) -> None:
@@ -137,9 +142,9 @@ def test_the_table_counts_and_lists_failures():
 
 
 def test_hostile_uploads_get_a_clear_error_or_a_result_in_time(app, tmp_path):
-    result = check_uploads(app, upload_cases(quick=True), tmp_path)
+    result = check_uploads(app, upload_cases(quick=True), tmp_path, limit_s=HANG_S)
     assert_passed(result)
-    assert result.tried >= 30 and max(result.latencies_s) < LIMIT_S
+    assert result.tried >= 30 and max(result.latencies_s) < HANG_S
 
 
 def test_every_exif_orientation_comes_out_upright(app, tmp_path):
