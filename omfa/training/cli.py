@@ -82,6 +82,12 @@ def eval_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--sheet", type=Path, help="also write a contact sheet of results (first model)")
     parser.add_argument("--sheet-rows", type=int, default=8)
+    parser.add_argument(
+        "--train-data",
+        type=Path,
+        default=None,
+        help="dataset whose train split the mean-garment baseline averages (default: --data)",
+    )
     return parser
 
 
@@ -167,6 +173,7 @@ def run_eval(argv: list[str]) -> int:
         with_baselines=not args.no_baselines,
         sheet=args.sheet,
         sheet_rows=args.sheet_rows,
+        train_data=args.train_data,
     )
     print(json.dumps(result) if args.json else format_table(result["table"]))
     return 0

@@ -241,11 +241,14 @@ def evaluate_models(
     with_baselines: bool = True,
     sheet: Path | None = None,
     sheet_rows: int = 8,
+    train_data: str | Path | None = None,
 ) -> dict:
     """Score pipelines (`models`: folders, or NAME=FOLDER) and the baselines on a split of a synthetic dataset.
 
     Returns {"table": {family: {method: metrics}}, "preview_psnr_by_step", ...};
-    `sheet` also writes a contact sheet of the first model's results.
+    `sheet` also writes a contact sheet of the first model's results. The mean-garment
+    baseline averages the train split of `train_data` (default: `data`), so a test-only
+    dataset (a fresh test set) is scored against the models' own training data.
     """
     from omfa.data.shards import ShardDataset
     from omfa.pipeline import OMFAPipeline
@@ -260,7 +263,13 @@ def evaluate_models(
     cases = [c for i in indices for c in cases_from_sample(dataset[i], families)]
     predictors: dict[str, Callable] = {}
     if with_baselines:
-        predictors |= baselines(mean_garments(ShardDataset(data, "train")))
+        train_split = ShardDataset(train_data if train_data is not None else data, "train")
+        if not len(train_split):
+            raise ValueError(
+                f"{train_split.root} has no train samples for the mean-garment baseline; "
+                "pass the models' training data with --train-data DIR"
+            )
+        predictors |= baselines(mean_garments(train_split))
     convergence: dict[str, dict[int, list[float]]] = {}
     pipes = {}
     for spec in models:
