@@ -18,17 +18,14 @@ import numpy as np
 from gradio_client import Client, handle_file
 from PIL import Image
 
-from benchmarks.models import SHIPPED_SIZE_HW
 from benchmarks.reliability.cases import Case, hostile
 from benchmarks.reliability.report import CheckResult
 from benchmarks.reliability.server import EXAMPLES, Outcome, ServedApp, call, fetch_image, unclear
-from omfa.app.files import DISPLAY_SCALE
+from omfa.app.files import FIGURE_HW
 
 LIMIT_S = 2.0  # seconds from submit to the answer, upload included
 # The loader decodes at most 16 MP (64 MB as RGBA) per upload; twice that for conversions, plus the models' work.
 MAX_PEAK_GROWTH_MB = 400.0
-# The served checkpoint's slots, shown enlarged (the Pose Studio's figure has the same size).
-DISPLAY_HW = tuple(DISPLAY_SCALE * side for side in SHIPPED_SIZE_HW)
 DONE = re.compile(r"done in \d+\.\d s$")
 # gradio_client refuses a file over the app's max_file_size before sending it, naming the user's own file.
 CLIENT_SIZE_REFUSAL = "exceeds the maximum file size"
@@ -49,9 +46,15 @@ def target_call(target: str, file: dict[str, Any], steps: int = STEPS, seed: int
     }[target]
 
 
-def result_problem(api_name: str, outputs: Sequence[Any]) -> str | None:
-    """Why the last outputs of a finished request are not a correct result, or None when they are."""
+def result_problem(api_name: str, outputs: Sequence[Any], display_hw: tuple[int, int]) -> str | None:
+    """Why the last outputs of a finished request are not a correct result, or None when they are.
+
+    `display_hw` is the size of a run's result (`ServedApp.display_hw`); the Pose Studio's figure
+    has its own, `FIGURE_HW`.
+    """
+    expected_hw = display_hw
     if api_name == "/pose_from_photo":
+        expected_hw = FIGURE_HW
         figure, info = outputs[0], outputs[-1]
         if figure is None or "from a photo" not in str(info).lower():
             return f"pose from a photo gave no figure or an odd description ({str(info)[:80]!r})"
@@ -64,12 +67,14 @@ def result_problem(api_name: str, outputs: Sequence[Any]) -> str | None:
         if main is None:
             return "the run finished without its image"
         image = fetch_image(main)
-    if image.shape[:2] != DISPLAY_HW:  # the Pose Studio's figure has the same size
-        return f"the result is {image.shape[1]}x{image.shape[0]} px, not {DISPLAY_HW[1]}x{DISPLAY_HW[0]}"
+    if image.shape[:2] != tuple(expected_hw):
+        return f"the result is {image.shape[1]}x{image.shape[0]} px, not {expected_hw[1]}x{expected_hw[0]}"
     return None
 
 
-def judge(case: Case, api_name: str, outcome: Outcome, limit_s: float = LIMIT_S) -> str | None:
+def judge(
+    case: Case, api_name: str, outcome: Outcome, display_hw: tuple[int, int], limit_s: float = LIMIT_S
+) -> str | None:
     """Why the app's answer to a hostile upload fails the suite, or None when it passes."""
     if outcome.seconds > limit_s:
         return f"answered in {outcome.seconds:.2f} s (limit {limit_s:g} s)"
@@ -81,7 +86,7 @@ def judge(case: Case, api_name: str, outcome: Outcome, limit_s: float = LIMIT_S)
         return None if why is None else f"unclear error ({why}): {outcome.message[:160]!r}"
     if case.expect == "error":
         return "accepted, but an error was expected"
-    return result_problem(api_name, outcome.outputs)
+    return result_problem(api_name, outcome.outputs, display_hw)
 
 
 def write_case(case: Case, index: int, folder: Path) -> Path:
@@ -103,7 +108,7 @@ def check_uploads(app: ServedApp, cases: Sequence[Case], folder: Path, limit_s: 
     for case, path in zip(cases, paths):
         api_name, args = target_call(case.target, handle_file(str(path)))
         outcome = call(client, api_name, *args)
-        problem = judge(case, api_name, outcome, limit_s)
+        problem = judge(case, api_name, outcome, app.display_hw, limit_s)
         if not app.responds():
             result.record(f"{case.name} -> {case.target}", "the server died")
             break
