@@ -1,11 +1,15 @@
 """Launch OMFA Studio (also the entry point of a Hugging Face Space).
 
-    python app.py [--model DIR] [--host 0.0.0.0] [--port 7860]
+    python app.py [--model DIR] [--host 0.0.0.0] [--port 7860] [--precision auto] [--compile auto]
 
 The model is the shipped checkpoint (assets/omfa-tiny) unless --model or
 $OMFA_MODEL names another folder written by `save_pretrained`. It runs on CUDA
-when present, else on the CPU; nothing is downloaded. On a ZeroGPU Space the
-runs are wrapped in `spaces.GPU` (only when the `spaces` package is installed).
+when present, else on the CPU; nothing is downloaded. The weights are bf16
+where the hardware runs bf16 natively, and the denoiser is compiled in the
+background while the first requests run eagerly (`omfa.acceleration`;
+--precision / $OMFA_PRECISION, --compile / $OMFA_COMPILE). On a ZeroGPU Space
+the runs are wrapped in `spaces.GPU` (only when the `spaces` package is
+installed) and nothing is compiled.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ except ImportError:
 
 import gradio as gr  # noqa: E402
 
+from omfa.acceleration import COMPILE_MODES, PRECISIONS  # noqa: E402
+
 MAX_UPLOAD = "25mb"  # the preprocessing's own limit (omfa.imaging.loading)
 QUEUE_SIZE = 64  # waiting runs (room for 50 users at once); more are turned away with "queue full"
 
@@ -35,14 +41,23 @@ def gpu_decorator() -> Callable[[Callable], Callable] | None:
     return spaces.GPU if spaces is not None else None
 
 
-def build(model: str | os.PathLike | None = None) -> gr.Blocks:
-    """Load the pipeline and build the queued app (not launched)."""
+def build(
+    model: str | os.PathLike | None = None, precision: str | None = None, compile_mode: str | None = None
+) -> gr.Blocks:
+    """Load the pipeline and build the queued app (not launched).
+
+    precision, compile_mode: `omfa.acceleration`'s settings (default: $OMFA_PRECISION and $OMFA_COMPILE, else "auto").
+    """
+    from omfa.acceleration import compile_enabled
     from omfa.app.blocks import create_demo
     from omfa.pipeline import DEFAULT_MODEL_DIR, OMFAPipeline
     from omfa.studio.context import StudioContext
+    from omfa.studio.settings import RunSettings
 
     path = Path(model or os.environ.get("OMFA_MODEL") or DEFAULT_MODEL_DIR)
-    pipe = OMFAPipeline.load(path)
+    pipe = OMFAPipeline.load(path, precision=precision or os.environ.get("OMFA_PRECISION", "auto"))
+    if compile_enabled(compile_mode or os.environ.get("OMFA_COMPILE", "auto"), pipe.device) and spaces is None:
+        pipe.compile(guidance_scale=RunSettings.guidance)  # every task, in the background
     context = StudioContext(pipe, gpu=gpu_decorator())
     context.warm_up()
     card = path / "README.md"
@@ -57,6 +72,7 @@ def launch_kwargs() -> dict:
     from starlette.middleware import Middleware
 
     from omfa.app.blocks import theme
+    from omfa.app.files import CSS
     from omfa.app.uploads import RefuseRemoteFiles
     from omfa.studio.context import EXAMPLES_DIR
 
@@ -64,6 +80,7 @@ def launch_kwargs() -> dict:
         "max_file_size": MAX_UPLOAD,
         "allowed_paths": [str(EXAMPLES_DIR)],
         "theme": theme(),
+        "css": CSS,
         "app_kwargs": {"middleware": [Middleware(RefuseRemoteFiles)]},
     }
 
@@ -73,9 +90,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=None, help="checkpoint folder (default: $OMFA_MODEL or assets/omfa-tiny)")
     parser.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1, or $GRADIO_SERVER_NAME)")
     parser.add_argument("--port", type=int, default=None, help="port (default 7860, or $GRADIO_SERVER_PORT)")
+    parser.add_argument(
+        "--precision", choices=PRECISIONS, default=None, help="weights' dtype (default $OMFA_PRECISION or auto)"
+    )
+    parser.add_argument(
+        "--compile", choices=COMPILE_MODES, default=None, help="compile the denoiser (default $OMFA_COMPILE or auto)"
+    )
     args = parser.parse_args(argv)
     try:
-        demo = build(args.model)
+        demo = build(args.model, args.precision, args.compile)
     except ValueError as error:  # a missing or broken checkpoint: say which and how to get one
         print(f"app.py: {error}", file=sys.stderr)
         return 2

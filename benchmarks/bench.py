@@ -1,4 +1,5 @@
-"""Benchmarks (`omfa bench ...`): the condition cache here, the served app's reliability in benchmarks.reliability.
+"""Benchmarks (`omfa bench ...`): the condition cache and posing here, request speed and the sampler's
+quality per second in benchmarks.speed, the served app's reliability in benchmarks.reliability.
 
 `omfa bench cache --json` times the same try-on with and without the
 condition cache (alternating runs, best of `--repeats`) and checks that both
@@ -17,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks import reliability
+from benchmarks import reliability, speed
 from benchmarks.models import SHIPPED_SIZE_HW, random_weights_pipe
 from omfa.cli import parse_size
 from omfa.pipeline import DEFAULT_MODEL_DIR, OMFAPipeline
@@ -135,9 +136,14 @@ def run(argv: list[str]) -> int:
             help="hostile uploads, load, cancellation, soak and limits of the served app (benchmarks.reliability)",
         )
     )
+    timed = speed.add_arguments(sub)
     args = parser.parse_args(argv)
     if args.which == "reliability":
         return reliability.run_cli(args)
+    if args.which in timed:
+        result = timed[args.which](args)
+        print(json.dumps(result) if args.json else speed.steps_table(result) if args.which == "steps" else result)
+        return 0
     if args.which in ("cache", "pose"):
         if args.which == "cache":
             result = bench_cache(args.model, args.preset, args.steps, args.repeats, args.seed, args.size)

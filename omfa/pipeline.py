@@ -29,8 +29,9 @@ import torch
 from diffusers import DiffusionPipeline
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
+from omfa.acceleration import ForwardCompiler, resolve_dtype
 from omfa.cache import ConditionCache, tensor_digest
-from omfa.canvas import SLOT_INDEX, SLOTS, Task, get_task, image_to_tensor, tensor_to_image
+from omfa.canvas import SLOT_INDEX, SLOTS, TASKS, Task, get_task, image_to_tensor, tensor_to_image
 from omfa.denoiser import ConditionKV, OMFATransformer
 from omfa.diffusion import SCHEDULERS, guided, make_scheduler, sample
 
@@ -91,6 +92,7 @@ class OMFAPipeline(DiffusionPipeline):
         super().__init__()
         self.register_modules(transformer=transformer, scheduler=scheduler, vae=vae)
         self.condition_cache = ConditionCache()
+        self.compiler: ForwardCompiler | None = None  # set by `compile`
 
     # -- loading -------------------------------------------------------------
 
@@ -100,10 +102,13 @@ class OMFAPipeline(DiffusionPipeline):
         path: str | os.PathLike | None = None,
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
+        precision: str | None = None,
     ) -> OMFAPipeline:
         """Load a checkpoint folder (default: the shipped one) on the best device.
 
-        Only safetensors weights are read; nothing is downloaded.
+        The weights' dtype is `dtype`, else the one `precision` names ("auto": bf16 where the
+        device has it natively, `omfa.acceleration.resolve_dtype`), else bf16 on CUDA and fp32
+        on the CPU. Only safetensors weights are read; nothing is downloaded.
         """
         path = Path(path) if path is not None else DEFAULT_MODEL_DIR
         if not (path / "model_index.json").is_file():
@@ -113,6 +118,8 @@ class OMFAPipeline(DiffusionPipeline):
             )
         auto_device, auto_dtype = default_device()
         device = torch.device(device) if device is not None else auto_device
+        if dtype is None and precision is not None:
+            dtype = resolve_dtype(precision, device)
         dtype = dtype or (auto_dtype if device.type == "cuda" else torch.float32)
         pipe = cls.from_pretrained(path, dtype=dtype, use_safetensors=True, local_files_only=True)
         return pipe.to(device)
@@ -187,8 +194,19 @@ class OMFAPipeline(DiffusionPipeline):
 
     # -- the condition cache ----------------------------------------------------
 
+    def _weights_version(self) -> tuple:
+        """Changes whenever the transformer's weights do: replaced (a new module, `.to(dtype)`, a new
+        storage) or updated in place (`load_state_dict`, an optimiser step bump a tensor's version)."""
+        params = list(self.transformer.parameters())
+        return id(self.transformer), params[0].data_ptr(), sum(p._version for p in params)
+
     def _condition_kv(self, slot: str, x: torch.Tensor) -> ConditionKV:
-        key = (id(self.transformer), str(self.device), str(self.transformer.dtype), slot, tensor_digest(x))
+        # everything that changes the keys' values: the weights, where and in what precision they
+        # run (an autocast region computes in its own dtype), the slot and the image's exact bytes
+        device = self.device.type
+        autocast = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else None
+        key = (self._weights_version(), str(self.device), str(self.transformer.dtype), str(autocast), slot)
+        key += (tensor_digest(x),)
         return self.condition_cache.get_or_compute(
             key, lambda: self.transformer.encode_conditions(x[:, None], [SLOT_INDEX[slot]])
         )
@@ -247,7 +265,8 @@ class OMFAPipeline(DiffusionPipeline):
             x_in = x_t.expand(branches, *x_t.shape[1:]).to(self.transformer.dtype)
             t_in = t.expand(branches)
             if use_cache:
-                x0 = self.transformer.forward_cached(x_in, target_slots, t_in, cache, pose_b, keep)
+                forward = self.compiler or self.transformer.forward_cached
+                x0 = forward(x_in, target_slots, t_in, cache, pose_b, keep)
             else:
                 x0 = self.transformer(
                     x_in, target_slots, t_in, cond_x.expand(branches, *cond_x.shape[1:]), cond_slots, pose_b, keep
@@ -262,6 +281,37 @@ class OMFAPipeline(DiffusionPipeline):
             if output_type == "pil":
                 images = _to_pil(images)
             yield Preview(step.index, step.num_steps, step.timestep, images, step.final, spec.name)
+
+    def compile(
+        self,
+        tasks: Sequence[str] | None = None,
+        guidance_scale: float = 2.0,
+        background: bool = True,
+    ) -> ForwardCompiler:
+        """Compile the cached forward for `tasks` (default: every task) at this guidance
+        (`omfa.acceleration.ForwardCompiler`): requests run eagerly until it is done.
+
+        The warm-up samples each task for two steps on random images (conditions are
+        encoded eagerly; only the per-step forward is compiled).
+        """
+        tasks = list(TASKS) if tasks is None else list(tasks)
+        for task in tasks:
+            get_task(task)
+        h, w = self.canvas_hw
+        noise = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+        inputs = {"reference": noise, "upper": noise, "lower": noise, "pose": noise}
+        compiler = ForwardCompiler(self.transformer.forward_cached)
+
+        def warm_up() -> None:
+            for task in tasks:
+                spec = get_task(task)
+                given = {k: v for k, v in inputs.items() if k in spec.conditions or (k == "pose" and spec.uses_pose)}
+                for _ in self.stream(task, **given, num_inference_steps=2, guidance_scale=guidance_scale):
+                    pass
+
+        self.compiler = compiler
+        compiler.warm_up(warm_up, background)
+        return compiler
 
     def _latent_chw(self) -> tuple[int, int, int]:
         cfg = self.transformer.config

@@ -7,6 +7,9 @@ import os
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+# Apps served by the tests run eagerly: compiling every task in the background would take the
+# suite's two cores for minutes (tests/test_acceleration.py checks the compiler itself).
+os.environ.setdefault("OMFA_COMPILE", "off")
 
 
 import pytest  # noqa: E402

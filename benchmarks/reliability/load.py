@@ -315,7 +315,7 @@ def check_soak(app: ServedApp, folder: Path, requests: int = 300, steps: int = 2
         elif api_name.startswith("/pose_") and api_name != "/pose_gallery":
             problem = None if outcome.outputs[0] else "no figure came back"
         else:
-            problem = result_problem(api_name, outcome.outputs, app.display_hw)
+            problem = result_problem(api_name, outcome.outputs, app.result_hw)
         result.record(f"request {k} {api_name}", problem, outcome.seconds)
         for path in folder.glob("*_*.png"):  # the variants are sent: keep the client's disk clean
             path.unlink()

@@ -31,7 +31,6 @@ import psutil
 from PIL import Image
 
 from benchmarks.models import random_weights_pipe
-from omfa.app.files import DISPLAY_SCALE
 from omfa.pipeline import DEFAULT_MODEL_DIR
 
 ROOT = Path(__file__).resolve().parents[2]  # the source checkout: app.py, tests/, assets/
@@ -84,9 +83,8 @@ class ServedApp:
         if not (ROOT / "app.py").is_file():
             raise ReliabilityError(f"no app.py in {ROOT}; run the reliability bench from a source checkout")
         self.model = Path(model)
-        # The size of the app's result images: the served model's canvas, enlarged for the screen.
-        height, width = json.loads((self.model / "transformer" / "config.json").read_text())["sample_size"]
-        self.display_hw = (DISPLAY_SCALE * height, DISPLAY_SCALE * width)
+        # The size of the app's result images: the served model's canvas (the page enlarges them).
+        self.result_hw = tuple(json.loads((self.model / "transformer" / "config.json").read_text())["sample_size"])
         self.workdir = Path(workdir)
         self.upload_dir = self.workdir / "gradio"
         self.tmp_dir = self.workdir / "tmp"

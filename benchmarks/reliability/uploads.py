@@ -46,13 +46,13 @@ def target_call(target: str, file: dict[str, Any], steps: int = STEPS, seed: int
     }[target]
 
 
-def result_problem(api_name: str, outputs: Sequence[Any], display_hw: tuple[int, int]) -> str | None:
+def result_problem(api_name: str, outputs: Sequence[Any], result_hw: tuple[int, int]) -> str | None:
     """Why the last outputs of a finished request are not a correct result, or None when they are.
 
-    `display_hw` is the size of a run's result (`ServedApp.display_hw`); the Pose Studio's figure
+    `result_hw` is the size of a run's result (`ServedApp.result_hw`); the Pose Studio's figure
     has its own, `FIGURE_HW`.
     """
-    expected_hw = display_hw
+    expected_hw = result_hw
     if api_name == "/pose_from_photo":
         expected_hw = FIGURE_HW
         figure, info = outputs[0], outputs[-1]
@@ -73,7 +73,7 @@ def result_problem(api_name: str, outputs: Sequence[Any], display_hw: tuple[int,
 
 
 def judge(
-    case: Case, api_name: str, outcome: Outcome, display_hw: tuple[int, int], limit_s: float = LIMIT_S
+    case: Case, api_name: str, outcome: Outcome, result_hw: tuple[int, int], limit_s: float = LIMIT_S
 ) -> str | None:
     """Why the app's answer to a hostile upload fails the suite, or None when it passes."""
     if outcome.seconds > limit_s:
@@ -86,7 +86,7 @@ def judge(
         return None if why is None else f"unclear error ({why}): {outcome.message[:160]!r}"
     if case.expect == "error":
         return "accepted, but an error was expected"
-    return result_problem(api_name, outcome.outputs, display_hw)
+    return result_problem(api_name, outcome.outputs, result_hw)
 
 
 def write_case(case: Case, index: int, folder: Path) -> Path:
@@ -108,7 +108,7 @@ def check_uploads(app: ServedApp, cases: Sequence[Case], folder: Path, limit_s: 
     for case, path in zip(cases, paths):
         api_name, args = target_call(case.target, handle_file(str(path)))
         outcome = call(client, api_name, *args)
-        problem = judge(case, api_name, outcome, app.display_hw, limit_s)
+        problem = judge(case, api_name, outcome, app.result_hw, limit_s)
         if not app.responds():
             result.record(f"{case.name} -> {case.target}", "the server died")
             break

@@ -20,7 +20,7 @@ from typing import Any
 import gradio as gr
 import numpy as np
 
-from omfa.app.files import AppFiles, FileStore, display
+from omfa.app.files import CANVAS_CLASS, AppFiles, FileStore
 from omfa.app.pose_studio import DEFAULT_PRESET, build_pose_studio, pose_picker, preset_state
 from omfa.app.uploads import ImageUpload, image_upload
 from omfa.diffusion import SCHEDULERS
@@ -104,11 +104,15 @@ def progress_and_status(tab: str) -> list[gr.components.Component]:
 
 
 def result_image(label: str = "Result", elem_id: str | None = None) -> gr.Image:
-    return gr.Image(label=label, interactive=False, height=400, format="png", elem_id=elem_id)
+    return gr.Image(
+        label=label, interactive=False, height=400, format="png", elem_id=elem_id, elem_classes=[CANVAS_CLASS]
+    )
 
 
 def small_image(label: str) -> gr.Image:
-    return gr.Image(label=label, interactive=False, height=180, format="png", buttons=[], min_width=80)
+    return gr.Image(
+        label=label, interactive=False, height=180, format="png", buttons=[], min_width=80, elem_classes=[CANVAS_CLASS]
+    )
 
 
 def upload(label: str, elem_id: str | None = None) -> ImageUpload:
@@ -122,12 +126,12 @@ def stream_frames(
     progress: gr.Progress,
     gallery: bool = False,
 ) -> Iterator[tuple]:
-    """Map a run's frames onto output values: the images `names` as file paths of their enlarged
-    copies (`display`; None when absent), the percent done, the status, then the gallery when asked.
+    """Map a run's frames onto output values: the images `names` as file paths of canvas-size PNGs
+    (the page enlarges them; None when absent), the percent done, the status, then the gallery when asked.
     A ValueError becomes a gr.Error for the user; closing this generator (Stop) closes the run,
     which stops the sampler within one step."""
     frames = None
-    # id(image) -> (image, path): an unchanged image is not enlarged and encoded again. The image
+    # id(image) -> (image, path): an unchanged image is not encoded again. The image
     # is kept so that its id is not reused by a new array while the run lasts.
     written: dict[int, tuple[np.ndarray, str]] = {}
 
@@ -135,7 +139,7 @@ def stream_frames(
         if image is None:
             return None
         if id(image) not in written:
-            written[id(image)] = (image, files.png(display(image)))
+            written[id(image)] = (image, files.png(image))
         return written[id(image)][1]
 
     try:

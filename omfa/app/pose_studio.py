@@ -20,7 +20,7 @@ from typing import Any
 
 import gradio as gr
 
-from omfa.app.files import FIGURE_HW, AppFiles, display
+from omfa.app.files import CANVAS_CLASS, FIGURE_HW, AppFiles
 from omfa.app.uploads import image_upload
 from omfa.pose.edit import LIMBS, MAIN_JOINTS, drag_limb, joint_degrees, set_joint
 from omfa.pose.render import export_glb
@@ -125,11 +125,11 @@ def build_pose_studio(ctx: StudioContext, files: AppFiles, state: gr.State) -> N
     names = list(ctx.presets)
 
     def views(current: PoseState) -> tuple[str, str, str]:
-        """Paths of the shaded figure, the pose map at display size and the .glb of a state."""
+        """Paths of the shaded figure, the pose map (at the model's size) and the .glb of a state."""
         mesh = ctx.mesh_body.posed(current.pose)
         return (
             files.images.png(ctx.figure(current.pose, current.yaw_deg, FIGURE_HW)),
-            files.images.png(display(ctx.pose_map(current.pose, current.yaw_deg))),
+            files.images.png(ctx.pose_map(current.pose, current.yaw_deg)),
             files.models.write(export_glb(mesh)),
         )
 
@@ -176,7 +176,9 @@ def build_pose_studio(ctx: StudioContext, files: AppFiles, state: gr.State) -> N
                 gr.Slider(float(lo), float(hi), value=round(v, 1), step=1, label=f"{axis}: {hint}")
                 for (axis, hint), (lo, hi), v in zip(AXES, bounds0, degrees0)
             ]
-            pose_map = gr.Image(map0, label="Pose map (what the model sees)", interactive=False, buttons=[])
+            pose_map = gr.Image(
+                map0, label="Pose map (what the model sees)", interactive=False, buttons=[], elem_classes=[CANVAS_CLASS]
+            )
             info = gr.Markdown(describe(initial), label="Pose", elem_id="pose_studio_info")
     outputs = [state, figure, pose_map, model3d, yaw, *sliders, info]
 

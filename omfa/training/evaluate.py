@@ -132,8 +132,11 @@ def pose_condition_of(model) -> str:
     return getattr(model.config, "pose_condition", DEFAULT_POSE_CONDITION)
 
 
-def model_predictor(pipe, steps: int, guidance: float, seed: int, convergence: dict) -> Callable[[Case], np.ndarray]:
-    """A predictor running the pipeline; it also accumulates per-step preview PSNR against the final image.
+def model_predictor(
+    pipe, steps: int, guidance: float, seed: int, convergence: dict, scheduler: str | None = None
+) -> Callable[[Case], np.ndarray]:
+    """A predictor running the pipeline (with `scheduler`, default the pipeline's own); it also
+    accumulates per-step preview PSNR against the final image.
 
     The model sees the pose map of the kind it was trained with.
     """
@@ -147,6 +150,7 @@ def model_predictor(pipe, steps: int, guidance: float, seed: int, convergence: d
                 **case.model_inputs(pose_condition),
                 num_inference_steps=steps,
                 guidance_scale=guidance,
+                scheduler=scheduler,
                 generator=torch.Generator(pipe.device).manual_seed(seed),
             )
         ]
