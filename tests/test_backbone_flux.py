@@ -232,6 +232,23 @@ def test_lora_saved_apart_from_the_base_and_reloaded_gives_the_same_outputs(lora
     assert (before - untrained).abs().max() > 1e-3  # the LoRA did change the model
 
 
+def test_pipeline_saves_and_loads_the_adapter(lora_model, tmp_path):
+    model, _, _ = lora_model
+    tiny_backbone(seed=5).save_pretrained(tmp_path / "base")
+    model.register_to_config(base_model=str(tmp_path / "base"))
+    OMFAPipeline(transformer=model, scheduler=make_scheduler("ddim")).save_pretrained(tmp_path / "pipe")
+    assert not (tmp_path / "pipe" / "transformer" / "transformer").exists()  # LoRA only, no copy of the base
+    pipes = [OMFAPipeline(transformer=model, scheduler=make_scheduler("ddim")), OMFAPipeline.load(tmp_path / "pipe")]
+    assert isinstance(pipes[1].transformer, FluxOMFA)
+    rng = np.random.default_rng(1)
+    imgs = {k: rng.integers(0, 256, (*HW, 3), dtype=np.uint8) for k in ("reference",)}
+    outs = [
+        p("try_off_upper", **imgs, num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="pt")
+        for p in pipes
+    ]
+    assert (outs[0].images["upper"] - outs[1].images["upper"]).abs().max() < 1e-5
+
+
 def test_full_fine_tune_saves_the_backbone_in_diffusers_layout(tmp_path):
     model = tiny_model(seed=6)
     _train(model, train_full(model), steps=2)

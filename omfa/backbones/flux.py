@@ -65,11 +65,16 @@ def _read_config(folder: Path) -> dict:
     return json.loads(file.read_text())
 
 
+def _pipeline_folder(folder: Path) -> bool:
+    """A whole diffusers pipeline folder (e.g. FLUX.1-schnell as downloaded), whose transformer/ is the backbone."""
+    return (folder / "model_index.json").is_file() and (folder / BASE_DIR).is_dir()
+
+
 def load_backbone(folder: str | os.PathLike, dtype: torch.dtype | None = None) -> FluxTransformer2DModel:
     """A local FluxTransformer2DModel folder (or a FLUX pipeline folder holding transformer/), safetensors only."""
     folder = Path(folder)
-    if (folder / "model_index.json").is_file() and (folder / BASE_DIR).is_dir():
-        folder = folder / BASE_DIR  # a whole FLUX pipeline folder: take its transformer
+    if _pipeline_folder(folder):
+        folder = folder / BASE_DIR
     name = _read_config(folder).get("_class_name")
     if name != BACKBONE_CLASS:
         raise ValueError(f"{folder} holds a {name}, not a {BACKBONE_CLASS}; FluxOMFA needs a FLUX.1 transformer")
@@ -138,26 +143,52 @@ class FluxOMFA(ModelMixin, ConfigMixin):
         path: str | os.PathLike,
         base: str | os.PathLike | None = None,
         torch_dtype: torch.dtype | None = None,
-        **config: object,
+        *,
+        sample_size: tuple[int, int] | None = None,
+        num_prompt_tokens: int | None = None,
+        prompt_file: str | os.PathLike | None = None,
+        **loader_kwargs: object,
     ) -> FluxOMFA:
         """Build from a local folder; nothing is downloaded.
 
         `path` is either a pretrained FLUX transformer (or FLUX pipeline)
-        folder, giving a fresh adapter configured by `config` (sample_size,
-        num_prompt_tokens, ...), or a folder `save_pretrained` wrote, whose
-        base weights come from its transformer/ or else from `base` (default:
-        the `base_model` it recorded).
+        folder, giving a fresh adapter for latent slots of `sample_size`, or a
+        folder `save_pretrained` wrote, whose base weights come from its
+        transformer/ or else from `base` (default: the `base_model` it
+        recorded). `prompt_file` (safetensors with `prompt_embeds` (P, J) and
+        `pooled_prompt_embeds` (J',)) sets a fixed prompt, e.g. FLUX's own
+        encoding of a caption computed once where the text encoders are
+        (docs/BACKBONES.md). `loader_kwargs` are the options diffusers'
+        pipeline loader passes (use_safetensors, local_files_only, ...):
+        loading here is always local and safetensors-only, so they change nothing.
         """
         path = Path(path)
-        if (path / "model_index.json").is_file() and (path / BASE_DIR).is_dir():
-            return cls(load_backbone(path, torch_dtype), base_model=str(path), **config)
-        saved = _read_config(path)
-        if saved.get("_class_name") == BACKBONE_CLASS:
-            return cls(load_backbone(path, torch_dtype), base_model=str(path), **config)
-        if saved.get("_class_name") != cls.__name__:
+        options = {"sample_size": sample_size, "num_prompt_tokens": num_prompt_tokens}
+        options = {k: v for k, v in options.items() if v is not None}
+        saved = None if _pipeline_folder(path) else _read_config(path)
+        if saved is None or saved.get("_class_name") == BACKBONE_CLASS:
+            model = cls(load_backbone(path, torch_dtype), base_model=str(path), **options)
+        elif saved.get("_class_name") == cls.__name__:
+            model = cls._load_saved(path, saved, base, torch_dtype, options)
+        else:
             raise ValueError(
-                f"{path}/config.json names {saved.get('_class_name')}; pass a {BACKBONE_CLASS} folder or a {cls.__name__} folder"
+                f"{path}/config.json names {saved.get('_class_name')}; "
+                f"pass a {BACKBONE_CLASS} folder or a {cls.__name__} folder"
             )
+        if prompt_file is not None:
+            model.set_prompt(**load_file(prompt_file))
+        if torch_dtype is not None:  # the backbone loaded in it; the adapter's own weights follow
+            for p in (
+                model.pose_embedder.weight,
+                model.pose_embedder.bias,
+                model.prompt_embeds,
+                model.pooled_prompt_embeds,
+            ):
+                p.data = p.data.to(torch_dtype)
+        return model
+
+    @classmethod
+    def _load_saved(cls, path: Path, saved: dict, base, torch_dtype, options: dict) -> FluxOMFA:
         if (path / BASE_DIR).is_dir():
             base_dir = path / BASE_DIR
         else:
@@ -165,7 +196,7 @@ class FluxOMFA(ModelMixin, ConfigMixin):
             if base_dir is None:
                 raise ValueError(f"{path} holds LoRA weights only; pass base= the FLUX transformer folder they fit")
         init = {k: saved[k] for k in ("sample_size", "patch_size", "num_prompt_tokens", "slot_offsets", "guidance")}
-        model = cls(load_backbone(base_dir, torch_dtype), base_model=str(base_dir), **init, **config)
+        model = cls(load_backbone(base_dir, torch_dtype), base_model=str(base_dir), **{**init, **options})
         if (path / LORA_DIR).is_dir():
             load_lora(model.backbone, path / LORA_DIR)
         own = load_file(path / ADAPTER_WEIGHTS)
@@ -173,7 +204,23 @@ class FluxOMFA(ModelMixin, ConfigMixin):
         if missing:
             raise ValueError(f"{path / ADAPTER_WEIGHTS} lacks {sorted(missing)}")
         model.load_state_dict(own, strict=False)
-        return model.to(torch_dtype) if torch_dtype is not None else model
+        return model
+
+    def set_prompt(self, prompt_embeds: torch.Tensor, pooled_prompt_embeds: torch.Tensor) -> None:
+        """Replace the prompt embedding: prompt_embeds (P, joint_attention_dim), pooled (pooled_projection_dim,)."""
+        cfg = self.backbone.config
+        if prompt_embeds.ndim != 2 or prompt_embeds.shape[1] != cfg.joint_attention_dim:
+            raise ValueError(f"prompt_embeds must be (P, {cfg.joint_attention_dim}), got {tuple(prompt_embeds.shape)}")
+        if tuple(pooled_prompt_embeds.shape) != (cfg.pooled_projection_dim,):
+            raise ValueError(
+                f"pooled_prompt_embeds must be ({cfg.pooled_projection_dim},), got {tuple(pooled_prompt_embeds.shape)}"
+            )
+        like = self.prompt_embeds
+        self.prompt_embeds = nn.Parameter(prompt_embeds.to(like.device, like.dtype), like.requires_grad)
+        self.pooled_prompt_embeds = nn.Parameter(
+            pooled_prompt_embeds.to(like.device, like.dtype), self.pooled_prompt_embeds.requires_grad
+        )
+        self.register_to_config(num_prompt_tokens=prompt_embeds.shape[0])
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: object) -> None:
         """Write the folder layout of the module docstring; with LoRA the base weights are not copied."""
