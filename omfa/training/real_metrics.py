@@ -1,0 +1,192 @@
+"""The field's evaluation protocol on real data (VITON-HD, DressCode): SSIM, LPIPS, FID, KID.
+
+Try-on papers (VITON-HD, LaDI-VTON, StableVITON, IDM-VTON, CatVTON, OMFA)
+report two settings on the test split:
+- paired: each person re-dressed in the garment they already wear, so every
+  result has a ground truth: SSIM and LPIPS per pair, and FID and KID between
+  the set of results and the set of real test photos;
+- unpaired: garments swapped, no ground truth: FID and KID only.
+
+Every metric is torchmetrics' (SSIM with an 11x11 Gaussian window, sigma 1.5;
+LPIPS with the AlexNet backbone and its linear heads; FID and KID on the
+2048-d pool features of the TF-FID Inception-v3 that torch-fidelity ports,
+KID with torch-fidelity's defaults: subsets of 1000, 100 subsets, a cubic
+polynomial kernel), not hand-written.
+
+Nothing is downloaded. LPIPS needs torchvision and its ImageNet backbone
+weights, FID and KID need torch-fidelity and the Inception weights; each
+is built only when its weights file is on disk, in <hub_dir>/checkpoints
+(default: torch's hub cache, $TORCH_HOME/hub, where the libraries themselves
+would store it); otherwise the metric is skipped and `skipped` says which
+file is missing and how to get it.
+
+Images are float (N, 3, H, W) in [-1, 1], the model's space (`omfa.canvas`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+# from the modules: torchmetrics.image exports FID and KID only when torch-fidelity is installed
+from torchmetrics.image.fid import FrechetInceptionDistance
+from torchmetrics.image.kid import KernelInceptionDistance
+from torchmetrics.image.ssim import StructuralSimilarityIndexMeasure
+
+# torch-fidelity's port of the TF Inception-v3 that FID was defined with (its file name is its hash)
+FID_WEIGHTS = "weights-inception-2015-12-05-6726825d.pth"
+FID_WEIGHTS_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{FID_WEIGHTS}"
+# LPIPS backbones: torchvision's weight enum of each (its url names the file torchvision caches)
+LPIPS_BACKBONES: dict[str, str] = {
+    "alex": "AlexNet_Weights",
+    "vgg": "VGG16_Weights",
+    "squeeze": "SqueezeNet1_1_Weights",
+}
+KID_SUBSETS = 100
+KID_SUBSET_SIZE = 1000
+
+
+def _checkpoints(hub_dir: str | os.PathLike | None) -> Path:
+    """The folder torchvision and torch-fidelity keep weights in: <hub_dir>/checkpoints (default: torch's hub)."""
+    return Path(hub_dir or torch.hub.get_dir()) / "checkpoints"
+
+
+def _missing(metric: str, file: Path, url: str) -> str:
+    return (
+        f"{metric} skipped: its weights {file.name} are not in {file.parent}. On a machine with network, "
+        f"download {url} into that folder and copy it here (or pass hub_dir= a folder whose checkpoints/ holds it)."
+    )
+
+
+def inception_features(hub_dir: str | os.PathLike | None = None) -> nn.Module | str:
+    """The FID Inception (2048-d pool features of uint8 (N, 3, H, W) images), or why it cannot be built here."""
+    if importlib.util.find_spec("torch_fidelity") is None:
+        return (
+            "FID and KID skipped: the Inception feature extractor needs torch-fidelity "
+            f"(pip install torch-fidelity==0.4.0) and its weights {FID_WEIGHTS} ({FID_WEIGHTS_URL})"
+        )
+    file = _checkpoints(hub_dir) / FID_WEIGHTS
+    if not file.is_file():
+        return _missing("FID and KID", file, FID_WEIGHTS_URL)
+    from torchmetrics.image.fid import NoTrainInceptionV3
+
+    return NoTrainInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(file))
+
+
+def lpips_metric(net: str = "alex", hub_dir: str | os.PathLike | None = None) -> nn.Module | str:
+    """torchmetrics' LPIPS on `net`, or why it cannot be built here."""
+    if net not in LPIPS_BACKBONES:
+        raise ValueError(f"unknown LPIPS backbone {net!r}; choose one of {', '.join(LPIPS_BACKBONES)}")
+    if importlib.util.find_spec("torchvision") is None:
+        return (
+            "LPIPS skipped: its backbone needs torchvision (pip install torchvision, the release built for this torch)"
+        )
+    import torchvision
+
+    url = getattr(torchvision.models, LPIPS_BACKBONES[net]).DEFAULT.url
+    file = _checkpoints(hub_dir) / Path(url).name
+    if not file.is_file():
+        return _missing(f"LPIPS ({net})", file, url)
+    from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
+
+    # torchvision reads <hub>/checkpoints/<name> and downloads only when it is absent: point the hub there
+    previous = torch.hub.get_dir()
+    torch.hub.set_dir(str(file.parent.parent))
+    try:
+        return LearnedPerceptualImagePatchSimilarity(net_type=net, normalize=True)
+    finally:
+        torch.hub.set_dir(previous)
+
+
+def _uint8(x: torch.Tensor) -> torch.Tensor:
+    return x.detach().float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    return x.detach().float().clamp(-1, 1).add(1).div(2)
+
+
+class RealMetrics:
+    """Accumulates one setting's metrics over batches of generated and real images.
+
+    `paired=True`: `update(generated, real)` gets each result with its ground
+    truth in the same order (SSIM, LPIPS, FID, KID); `paired=False`: two sets
+    of any sizes (FID, KID). `features` replaces the Inception (a module from
+    uint8 (N, 3, H, W) images to (N, F) features with a `num_features`
+    attribute), e.g. for another feature space or for tests.
+    """
+
+    def __init__(
+        self,
+        paired: bool,
+        lpips_net: str = "alex",
+        hub_dir: str | os.PathLike | None = None,
+        features: nn.Module | None = None,
+        kid_subsets: int = KID_SUBSETS,
+        kid_subset_size: int = KID_SUBSET_SIZE,
+        device: str | torch.device = "cpu",
+    ):
+        self.paired = paired
+        self.device = torch.device(device)
+        self.skipped: dict[str, str] = {}
+        self.ssim = self.lpips = self.fid = self.kid = None
+        if paired:
+            self.ssim = StructuralSimilarityIndexMeasure(data_range=1.0).to(self.device)
+            lpips = lpips_metric(lpips_net, hub_dir)
+            if isinstance(lpips, str):
+                self.skipped["LPIPS"] = lpips
+            else:
+                self.lpips = lpips.to(self.device)
+        extractor = features if features is not None else inception_features(hub_dir)
+        if isinstance(extractor, str):
+            self.skipped["FID"] = self.skipped["KID"] = extractor
+        else:
+            # one extractor, shared: FID and KID see the same features
+            self.fid = FrechetInceptionDistance(feature=extractor).to(self.device)
+            self.kid = KernelInceptionDistance(feature=extractor, subsets=kid_subsets, subset_size=kid_subset_size).to(
+                self.device
+            )
+
+    @torch.no_grad()
+    def update(self, generated: torch.Tensor, real: torch.Tensor) -> None:
+        """generated, real: float (N, 3, H, W) in [-1, 1] (paired: the same N, row i the truth of result i)."""
+        for name, x in (("generated", generated), ("real", real)):
+            if x.ndim != 4 or x.shape[1] != 3:
+                raise ValueError(f"{name} images must be (N, 3, H, W), got {tuple(x.shape)}")
+        generated, real = generated.to(self.device), real.to(self.device)
+        if self.paired:
+            if generated.shape != real.shape:
+                raise ValueError(
+                    f"paired images need equal shapes, got {tuple(generated.shape)} and {tuple(real.shape)}"
+                )
+            self.ssim.update(_unit(generated), _unit(real))
+            if self.lpips is not None:
+                self.lpips.update(_unit(generated), _unit(real))
+        if self.fid is not None:
+            fake_u8, real_u8 = _uint8(generated), _uint8(real)
+            for metric in (self.fid, self.kid):
+                metric.update(real_u8, real=True)
+                metric.update(fake_u8, real=False)
+
+    @torch.no_grad()
+    def compute(self) -> dict[str, float]:
+        """{metric: value} for every metric that ran ("KID_std" beside "KID"); see `skipped` for the rest."""
+        out: dict[str, float] = {}
+        if self.ssim is not None:
+            out["SSIM"] = self.ssim.compute().item()
+        if self.lpips is not None:
+            out["LPIPS"] = self.lpips.compute().item()
+        if self.fid is not None:
+            out["FID"] = self.fid.compute().item()
+            n = min(sum(f.shape[0] for f in self.kid.real_features), sum(f.shape[0] for f in self.kid.fake_features))
+            # a test set smaller than the subset size is scored on subsets of all its images
+            self.kid.subset_size = min(self.kid.subset_size, n)
+            with torch.random.fork_rng(devices=[]):  # the subsets are drawn at random: same images, same KID
+                torch.manual_seed(0)
+                mean, std = self.kid.compute()
+            out["KID"], out["KID_std"] = mean.item(), std.item()
+        return out
