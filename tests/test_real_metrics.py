@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 
 import numpy as np
@@ -49,7 +50,8 @@ def test_fid_and_kid_match_their_closed_forms():
     fake, real = images(36, 1), images(36, 2) * 0.5  # different distributions; KID's one subset takes all 36
     m = RealMetrics(paired=False, features=FirstPixels(), kid_subsets=1, kid_subset_size=10**6)
     m.update(fake[:25], real[:10])
-    m.update(fake[25:], real[10:])
+    m.update(fake[25:], None)  # unpaired sets arrive in batches of their own sizes
+    m.update(None, real[10:])
     got = m.compute()
     x, y = features(fake), features(real)
     # FID = |mu_x - mu_y|^2 + tr(S_x + S_y - 2 (S_x S_y)^(1/2))  (Heusel et al. 2017)
@@ -115,3 +117,26 @@ def test_bad_inputs_raise_clear_errors():
         m.update(torch.zeros(2, 24, 20), torch.zeros(2, 24, 20))
     with pytest.raises(ValueError, match="equal shapes"):
         m.update(images(2, 1), images(3, 1))
+
+
+def test_omfa_score_reads_two_folders_and_names_what_it_skipped(tmp_path, capsys):
+    import PIL.Image
+
+    from omfa.cli import main
+
+    rng = np.random.default_rng(0)
+    for folder in ("gen", "real"):
+        (tmp_path / folder).mkdir()
+        for i in range(3):
+            pixels = rng.integers(0, 256, (32, 24, 3), dtype=np.uint8)
+            PIL.Image.fromarray(pixels).save(tmp_path / folder / f"{i:02d}.png")
+    hub = tmp_path / "hub"  # empty: LPIPS, FID and KID skip here
+    argv = ["score", "--generated", str(tmp_path / "gen"), "--real", str(tmp_path / "real"), "--hub-dir", str(hub)]
+    assert main([*argv, "--paired", "--json"]) == 0
+    out = capsys.readouterr()
+    assert set(json.loads(out.out)) == {"SSIM"}
+    assert "LPIPS" in out.err and "FID and KID skipped" in out.err
+    (tmp_path / "real" / "00.png").rename(tmp_path / "real" / "99.png")
+    with pytest.raises(SystemExit):
+        main([*argv, "--paired"])
+    assert "no partner" in capsys.readouterr().err

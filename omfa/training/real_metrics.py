@@ -152,25 +152,32 @@ class RealMetrics:
             )
 
     @torch.no_grad()
-    def update(self, generated: torch.Tensor, real: torch.Tensor) -> None:
-        """generated, real: float (N, 3, H, W) in [-1, 1] (paired: the same N, row i the truth of result i)."""
+    def update(self, generated: torch.Tensor | None, real: torch.Tensor | None) -> None:
+        """generated, real: float (N, 3, H, W) in [-1, 1].
+
+        Paired: both, the same N, row i the truth of result i. Unpaired: the
+        sets may differ in size, so either may be None.
+        """
         for name, x in (("generated", generated), ("real", real)):
-            if x.ndim != 4 or x.shape[1] != 3:
+            if x is None and self.paired:
+                raise ValueError(f"paired scoring needs {name} images with every batch")
+            if x is not None and (x.ndim != 4 or x.shape[1] != 3):
                 raise ValueError(f"{name} images must be (N, 3, H, W), got {tuple(x.shape)}")
-        generated, real = generated.to(self.device), real.to(self.device)
         if self.paired:
             if generated.shape != real.shape:
                 raise ValueError(
                     f"paired images need equal shapes, got {tuple(generated.shape)} and {tuple(real.shape)}"
                 )
+            generated, real = generated.to(self.device), real.to(self.device)
             self.ssim.update(_unit(generated), _unit(real))
             if self.lpips is not None:
                 self.lpips.update(_unit(generated), _unit(real))
         if self.fid is not None:
-            fake_u8, real_u8 = _uint8(generated), _uint8(real)
-            for metric in (self.fid, self.kid):
-                metric.update(real_u8, real=True)
-                metric.update(fake_u8, real=False)
+            for x, is_real in ((real, True), (generated, False)):
+                if x is not None:
+                    u8 = _uint8(x.to(self.device))
+                    self.fid.update(u8, real=is_real)
+                    self.kid.update(u8, real=is_real)
 
     @torch.no_grad()
     def compute(self) -> dict[str, float]:
@@ -190,3 +197,68 @@ class RealMetrics:
                 mean, std = self.kid.compute()
             out["KID"], out["KID_std"] = mean.item(), std.item()
         return out
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+
+
+def _images_in(folder: Path) -> dict[str, Path]:
+    if not folder.is_dir():
+        raise ValueError(f"{folder} is not a folder of images")
+    files = {p.name: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    if not files:
+        raise ValueError(f"{folder} holds no {'/'.join(IMAGE_SUFFIXES)} images")
+    return files
+
+
+def _load(paths: list[Path], size_hw: tuple[int, int]) -> torch.Tensor:
+    """Images -> float (N, 3, H, W) in [-1, 1], resized (bicubic) to size_hw when they differ."""
+    import numpy as np
+    import PIL.Image
+
+    from omfa.canvas import image_to_tensor
+
+    out = []
+    for path in paths:
+        with PIL.Image.open(path) as image:
+            image = image.convert("RGB")
+            if image.size != (size_hw[1], size_hw[0]):
+                image = image.resize((size_hw[1], size_hw[0]), PIL.Image.Resampling.BICUBIC)
+            out.append(image_to_tensor(np.asarray(image)))
+    return torch.stack(out)
+
+
+def score_folders(
+    generated: str | os.PathLike,
+    real: str | os.PathLike,
+    paired: bool,
+    size_hw: tuple[int, int] | None = None,
+    hub_dir: str | os.PathLike | None = None,
+    batch_size: int = 16,
+    device: str | torch.device = "cpu",
+) -> tuple[dict[str, float], dict[str, str]]:
+    """Score a folder of results against a folder of real test images -> (metrics, skipped).
+
+    Paired: results and truths match by file name. Every image is scored at
+    `size_hw` (default: the first real image's size).
+    """
+    gen_files, real_files = _images_in(Path(generated)), _images_in(Path(real))
+    if paired:
+        unmatched = sorted(set(gen_files) ^ set(real_files))
+        if unmatched:
+            raise ValueError(
+                f"paired scoring matches files by name; {len(unmatched)} have no partner, e.g. {unmatched[0]}"
+            )
+        real_files = {name: real_files[name] for name in gen_files}
+    if size_hw is None:
+        import PIL.Image
+
+        with PIL.Image.open(next(iter(real_files.values()))) as first:
+            size_hw = (first.height, first.width)
+    metrics = RealMetrics(paired=paired, hub_dir=hub_dir, device=device)
+    gen_paths, real_paths = list(gen_files.values()), list(real_files.values())
+    for i in range(0, max(len(gen_paths), len(real_paths)), batch_size):
+        g, r = gen_paths[i : i + batch_size], real_paths[i : i + batch_size]
+        # unpaired sets may differ in size: a batch feeds what each set still has
+        metrics.update(_load(g, size_hw) if g else None, _load(r, size_hw) if r else None)
+    return metrics.compute(), metrics.skipped
