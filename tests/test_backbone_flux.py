@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from diffusers.models.transformers.transformer_flux import FluxTransformer2DModel
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from omfa.backbones.flow import vp_to_flow
 from omfa.backbones.flux import FluxOMFA
@@ -107,8 +107,9 @@ def test_conditions_run_at_t0_through_the_backbones_modulation_within_their_slot
     assert len(seen) == len(cache.layers) == 2
     for (_, v), ref in zip(cache.layers, seen):
         assert (v - ref.unflatten(-1, (2, 16)).transpose(1, 2)).abs().max() < 1e-5
-    # and they depend on neither the targets nor their timestep: the cache has no such input,
-    # and the uncached forward with other targets gives the same condition values (next test)
+    # the slot's offset is part of its positions: the same image in another slot has other keys
+    other = model.encode_conditions(cond, [SLOT_INDEX["lower"]])
+    assert (other.layers[0][0] - cache.layers[0][0]).abs().max() > 1e-3
 
 
 @pytest.mark.parametrize("task", list(TASKS))
@@ -124,6 +125,7 @@ def test_cached_and_uncached_agree_for_every_task(model, task):
         # per slot, as the pipeline caches them, then joined
         cache = ConditionKV.cat([model.encode_conditions(c[:, i : i + 1], [s]) for i, s in enumerate(conds)])
         cached = model.forward_cached(x_t, targets, t, cache, pose, keep)
+    print(f"{task}: max |cached - uncached| = {(cached - uncached).abs().max().item():.2e}")
     assert (cached - uncached).abs().max() < 1e-5
     assert (uncached[0] - uncached[1]).abs().max() > 1e-3  # dropping conditions changes the prediction
 
@@ -258,6 +260,25 @@ def test_full_fine_tune_saves_the_backbone_in_diffusers_layout(tmp_path):
     x_t, t = rand(1, 1, 3, *HW, seed=8), torch.tensor([0.4])
     with torch.no_grad():
         assert (model(x_t, [0], t) - loaded(x_t, [0], t)).abs().max() < 1e-6
+
+
+def test_a_fixed_prompt_from_a_file_replaces_the_learned_one(tmp_path):
+    tiny_backbone().save_pretrained(tmp_path / "base")
+    save_file({"prompt_embeds": rand(5, 32), "pooled_prompt_embeds": rand(32, seed=1)}, tmp_path / "prompt.safetensors")
+    model = FluxOMFA.from_pretrained(tmp_path / "base", sample_size=HW, prompt_file=tmp_path / "prompt.safetensors")
+    assert model.prompt_embeds.shape == (5, 32) and model.config.num_prompt_tokens == 5
+    assert torch.equal(model.pooled_prompt_embeds.data, rand(32, seed=1))
+    with pytest.raises(ValueError, match=r"prompt_embeds must be \(P, 32\)"):
+        model.set_prompt(rand(5, 16), rand(32))
+
+
+def test_bfloat16_runs_close_to_float32(model):
+    x_t, t, c = rand(1, 1, 3, *HW, seed=1), torch.tensor([0.5]), rand(1, 1, 3, *HW, seed=2)
+    half = tiny_model().to(torch.bfloat16)
+    with torch.no_grad():
+        full = model(x_t, [0], t, c, [2])
+        low = half.forward_cached(x_t, [0], t, half.encode_conditions(c, [2]))
+    assert low.dtype == torch.float32 and (low - full).abs().max() < 0.1 * full.abs().max()
 
 
 def test_from_pretrained_names_a_missing_or_wrong_folder(tmp_path):
