@@ -14,6 +14,12 @@ Attention is shaped for the exact condition cache:
 - prompt and target tokens attend to the prompt, the targets and every kept
   condition token.
 
+The functions call the blocks' own submodules (norms, projections,
+feed-forwards) in the order their `forward` does, rather than an attention
+processor: a processor sees tokens already modulated with one `temb`. So they
+follow diffusers' FLUX block layout (pinned in requirements.txt); the tests
+check them against `FluxTransformer2DModel.forward` on one slot.
+
 Shapes: B batch, L tokens, D = N * d hidden, N heads, d head size. A rotary
 table `rope` is (cos, sin), each (L, d), as `FluxPosEmbed` returns it.
 """
