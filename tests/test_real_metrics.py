@@ -12,7 +12,7 @@ import torch
 from skimage.metrics import structural_similarity
 from torch import nn
 
-from omfa.training.real_metrics import RealMetrics
+from omfa.training.real_metrics import FID_WEIGHTS_URL, RealMetrics
 
 D = 6  # feature size of the test extractor
 
@@ -104,9 +104,11 @@ def test_paired_ssim_matches_skimage_gaussian_ssim():
 def test_missing_weights_skip_with_a_message_naming_the_metric_and_the_file(tmp_path):
     m = RealMetrics(paired=True, hub_dir=tmp_path)  # an empty hub: nothing on disk
     assert set(m.skipped) == {"LPIPS", "FID", "KID"}
-    for name in ("LPIPS", "FID"):
-        assert f"{name}" in m.skipped[name] and "skipped" in m.skipped[name]
-        assert "pip install" in m.skipped[name] or "download" in m.skipped[name]
+    assert m.skipped["FID"] == m.skipped["KID"]
+    assert m.skipped["FID"].startswith("FID and KID skipped")
+    assert f"download {FID_WEIGHTS_URL}" in m.skipped["FID"] and str(tmp_path / "checkpoints") in m.skipped["FID"]
+    assert m.skipped["LPIPS"].startswith("LPIPS (alex) skipped")
+    assert "alexnet-owt-7be5be79.pth" in m.skipped["LPIPS"]
     m.update(images(2, 6), images(2, 7))
     assert set(m.compute()) == {"SSIM"}
 

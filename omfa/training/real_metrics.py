@@ -40,12 +40,18 @@ from torchmetrics.image.ssim import StructuralSimilarityIndexMeasure
 # torch-fidelity's port of the TF Inception-v3 that FID was defined with (its file name is its hash)
 FID_WEIGHTS = "weights-inception-2015-12-05-6726825d.pth"
 FID_WEIGHTS_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{FID_WEIGHTS}"
-# LPIPS backbones: torchvision's weight enum of each (its url names the file torchvision caches)
-LPIPS_BACKBONES: dict[str, str] = {
-    "alex": "AlexNet_Weights",
-    "vgg": "VGG16_Weights",
-    "squeeze": "SqueezeNet1_1_Weights",
+# LPIPS backbones: the ImageNet weights torchvision loads for each (DEFAULT of its weight enum;
+# the file names carry their hash, so they do not change under a release)
+LPIPS_WEIGHTS_URL: dict[str, str] = {
+    "alex": "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth",
+    "vgg": "https://download.pytorch.org/models/vgg16-397923af.pth",
+    "squeeze": "https://download.pytorch.org/models/squeezenet1_1-b8a52dc0.pth",
 }
+# what the extractors import beyond this project's requirements (on PyPI both pull a CUDA torch: install
+# the builds that match the installed torch)
+INSTALL = {"torch_fidelity": "torch-fidelity==0.4.0", "torchvision": "torchvision (the build for the installed torch)"}
+FID_PACKAGES = ("torch_fidelity", "torchvision")
+LPIPS_PACKAGES = ("torchvision",)
 KID_SUBSETS = 100
 KID_SUBSET_SIZE = 1000
 
@@ -55,23 +61,26 @@ def _checkpoints(hub_dir: str | os.PathLike | None) -> Path:
     return Path(hub_dir or torch.hub.get_dir()) / "checkpoints"
 
 
-def _missing(metric: str, file: Path, url: str) -> str:
-    return (
-        f"{metric} skipped: its weights {file.name} are not in {file.parent}. On a machine with network, "
-        f"download {url} into that folder and copy it here (or pass hub_dir= a folder whose checkpoints/ holds it)."
-    )
+def _unavailable(metric: str, packages: tuple[str, ...], file: Path, url: str) -> str | None:
+    """None when `metric` can be built here without a download, else what is missing and how to get it."""
+    needs = []
+    missing = [p for p in packages if importlib.util.find_spec(p) is None]
+    if missing:
+        needs.append("pip install " + " and ".join(INSTALL[p] for p in missing))
+    if not file.is_file():
+        needs.append(
+            f"its weights {file.name} in {file.parent} (on a machine with network, download {url}, then copy it "
+            "there or pass hub_dir= a folder whose checkpoints/ holds it)"
+        )
+    return f"{metric} skipped: needs {' and '.join(needs)}" if needs else None
 
 
 def inception_features(hub_dir: str | os.PathLike | None = None) -> nn.Module | str:
     """The FID Inception (2048-d pool features of uint8 (N, 3, H, W) images), or why it cannot be built here."""
-    if importlib.util.find_spec("torch_fidelity") is None:
-        return (
-            "FID and KID skipped: the Inception feature extractor needs torch-fidelity "
-            f"(pip install torch-fidelity==0.4.0) and its weights {FID_WEIGHTS} ({FID_WEIGHTS_URL})"
-        )
     file = _checkpoints(hub_dir) / FID_WEIGHTS
-    if not file.is_file():
-        return _missing("FID and KID", file, FID_WEIGHTS_URL)
+    why = _unavailable("FID and KID", FID_PACKAGES, file, FID_WEIGHTS_URL)
+    if why:
+        return why
     from torchmetrics.image.fid import NoTrainInceptionV3
 
     return NoTrainInceptionV3("inception-v3-compat", ["2048"], feature_extractor_weights_path=str(file))
@@ -79,18 +88,13 @@ def inception_features(hub_dir: str | os.PathLike | None = None) -> nn.Module | 
 
 def lpips_metric(net: str = "alex", hub_dir: str | os.PathLike | None = None) -> nn.Module | str:
     """torchmetrics' LPIPS on `net`, or why it cannot be built here."""
-    if net not in LPIPS_BACKBONES:
-        raise ValueError(f"unknown LPIPS backbone {net!r}; choose one of {', '.join(LPIPS_BACKBONES)}")
-    if importlib.util.find_spec("torchvision") is None:
-        return (
-            "LPIPS skipped: its backbone needs torchvision (pip install torchvision, the release built for this torch)"
-        )
-    import torchvision
-
-    url = getattr(torchvision.models, LPIPS_BACKBONES[net]).DEFAULT.url
+    if net not in LPIPS_WEIGHTS_URL:
+        raise ValueError(f"unknown LPIPS backbone {net!r}; choose one of {', '.join(LPIPS_WEIGHTS_URL)}")
+    url = LPIPS_WEIGHTS_URL[net]
     file = _checkpoints(hub_dir) / Path(url).name
-    if not file.is_file():
-        return _missing(f"LPIPS ({net})", file, url)
+    why = _unavailable(f"LPIPS ({net})", LPIPS_PACKAGES, file, url)
+    if why:
+        return why
     from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
 
     # torchvision reads <hub>/checkpoints/<name> and downloads only when it is absent: point the hub there
