@@ -223,7 +223,11 @@ class FluxOMFA(ModelMixin, ConfigMixin):
         self.register_to_config(num_prompt_tokens=prompt_embeds.shape[0])
 
     def save_pretrained(self, save_directory: str | os.PathLike, **kwargs: object) -> None:
-        """Write the folder layout of the module docstring; with LoRA the base weights are not copied."""
+        """Write the folder layout of the module docstring; with LoRA the base weights are not copied.
+
+        `kwargs` are the options diffusers' pipeline saver passes (safe_serialization, ...): the
+        layout is always safetensors.
+        """
         out = Path(save_directory)
         out.mkdir(parents=True, exist_ok=True)
         self.save_config(out)
