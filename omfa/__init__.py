@@ -12,6 +12,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "OMFATransformer": "omfa.denoiser",
     "OMFAPipeline": "omfa.pipeline",
+    "FluxOMFA": "omfa.backbones.flux",
 }
 
 

@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("omfa.training.cli", "train a model"),
     "eval": ("omfa.training.cli", "evaluate a model against baselines"),
     "ablate": ("omfa.training.cli", "train and score the ablations at equal compute"),
+    "score": ("omfa.training.cli", "SSIM, LPIPS, FID and KID of results against real test images"),
     "bench": ("benchmarks.cli", "benchmarks and the reliability harness (from a source checkout)"),
 }
 

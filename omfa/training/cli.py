@@ -1,9 +1,9 @@
-"""`omfa train / eval / ablate`: training, evaluation and the ablations from the command line.
+"""`omfa train / eval / ablate / score`: training, evaluation, the ablations and real-data scores.
 
 Each command's arguments are parsed here; the work is done by
-`omfa.training.loop.train`, `omfa.training.evaluate.evaluate_models` and
-`omfa.training.ablations.ablate`. Torch and the models load only once a
-command runs.
+`omfa.training.loop.train`, `omfa.training.evaluate.evaluate_models`,
+`omfa.training.ablations.ablate` and `omfa.training.real_metrics.score_folders`.
+Torch and the models load only once a command runs.
 """
 
 from __future__ import annotations
@@ -205,9 +205,45 @@ def run_ablate(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"train": run_train, "eval": run_eval, "ablate": run_ablate}
+def score_parser() -> argparse.ArgumentParser:
+    from omfa import cli
+    from omfa.training import real_metrics
+
+    parser = _parser("score", real_metrics.__doc__)
+    parser.add_argument("--generated", type=Path, required=True, help="folder of the model's results")
+    parser.add_argument("--real", type=Path, required=True, help="folder of real test images")
+    parser.add_argument(
+        "--paired", action="store_true", help="results and truths match by file name: adds SSIM and LPIPS"
+    )
+    parser.add_argument("--size", type=cli.parse_size, help="score at HEIGHTxWIDTH (default: the real images' size)")
+    parser.add_argument("--hub-dir", type=Path, help="a folder whose checkpoints/ holds the extractors' weights")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    return parser
+
+
+def run_score(argv: list[str]) -> int:
+    import sys
+
+    from omfa.training.real_metrics import score_folders
+
+    parser = score_parser()
+    args = parser.parse_args(argv)
+    try:
+        metrics, skipped = score_folders(
+            args.generated, args.real, args.paired, args.size, args.hub_dir, device=args.device
+        )
+    except ValueError as error:
+        parser.error(str(error))
+    for reason in dict.fromkeys(skipped.values()):  # FID and KID share one reason
+        print(reason, file=sys.stderr)
+    print(json.dumps(metrics) if args.json else "\n".join(f"{k:<8} {v:.4f}" for k, v in metrics.items()))
+    return 0
+
+
+COMMANDS = {"train": run_train, "eval": run_eval, "ablate": run_ablate, "score": run_score}
 
 
 def main(argv: list[str]) -> int:
-    """`argv[0]` names the command (train, eval or ablate); the rest are its arguments."""
+    """`argv[0]` names the command (train, eval, ablate or score); the rest are its arguments."""
     return int(COMMANDS[argv[0]](argv[1:]) or 0)
