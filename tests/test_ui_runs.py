@@ -36,7 +36,7 @@ PORTRAIT, TOP, DRESSED = (str(EXAMPLES_DIR / name) for name in ("portrait.png", 
 
 @pytest.fixture(scope="module")
 def ctx():
-    pipe = OMFAPipeline(tiny_model(0, sample_size=(128, 96)), make_scheduler("ddim"))
+    pipe = OMFAPipeline(tiny_model(0, sample_size=(128, 96)), make_scheduler(RunSettings.scheduler))
     context = StudioContext(pipe)
     yield context
     context.close()
@@ -74,7 +74,7 @@ def test_try_on_streams_every_step_and_equals_the_pipeline(ctx):
     steps = [f for f in frames if "step" in f.status]
     assert not np.array_equal(steps[0].images["result"], steps[-1].images["result"])  # the preview evolves
     np.testing.assert_array_equal(frames[-1].images["result"], steps[-1].images["result"])
-    assert frames[-1].images["result"].shape == (128, 96, 3)  # the model's own size; the app enlarges it
+    assert frames[-1].images["result"].shape == (128, 96, 3)  # the model's own size; the page enlarges it
 
     # The same request straight through the pipeline gives the same pixels.
     walking = get_preset("walking")
@@ -85,6 +85,7 @@ def test_try_on_streams_every_step_and_equals_the_pipeline(ctx):
         upper=ctx.garment(TOP).image,
         pose=pose_map,
         num_inference_steps=4,
+        scheduler=RunSettings.scheduler,
         generator=seeded(3),
     )
     np.testing.assert_array_equal(frames[-1].images["result"], np.asarray(out.images["person"]))

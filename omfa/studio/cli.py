@@ -8,8 +8,10 @@
 The same preparation and sampling as the app (`omfa.studio.runs`): uploads are
 loaded safely, cut out and framed at the model's canvas size; a dressed person
 given as a garment source is passed through try-off first. Images are written
-at the model's own size (the app only enlarges them for the screen). Progress
-goes to stderr, one line per step.
+at the model's own size (the app's page only enlarges them). The defaults are
+the app's (`RunSettings`; the weights bf16 where the CPU or GPU has it natively,
+`--precision`); nothing is compiled (for one run, compiling costs more than it
+saves). Progress goes to stderr, one line per step.
 """
 
 from __future__ import annotations
@@ -21,6 +23,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from omfa.acceleration import PRECISIONS
+from omfa.diffusion import SCHEDULERS
+from omfa.studio.settings import RunSettings
+
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -30,10 +36,13 @@ def _parser() -> argparse.ArgumentParser:
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("--model", type=Path, default=None, help="checkpoint folder (default: the shipped one)")
-        p.add_argument("--steps", type=int, default=20)
-        p.add_argument("--guidance", type=float, default=2.0)
-        p.add_argument("--seed", type=int, default=0)
-        p.add_argument("--scheduler", default="ddim")
+        p.add_argument("--steps", type=int, default=RunSettings.steps)
+        p.add_argument("--guidance", type=float, default=RunSettings.guidance)
+        p.add_argument("--seed", type=int, default=RunSettings.seed)
+        p.add_argument("--scheduler", default=RunSettings.scheduler, choices=list(SCHEDULERS))
+        p.add_argument(
+            "--precision", choices=PRECISIONS, default="auto", help="weights' dtype: auto is bf16 where native"
+        )
         p.add_argument("--quiet", action="store_true", help="no per-step progress")
 
     def pose(p: argparse.ArgumentParser) -> None:
@@ -81,10 +90,9 @@ def _run(args: argparse.Namespace) -> int:
     from omfa.pipeline import OMFAPipeline
     from omfa.studio.context import StudioContext
     from omfa.studio.runs import PoseChoice, stream_gallery, stream_try_off, stream_try_on
-    from omfa.studio.settings import RunSettings
 
     settings = RunSettings(args.steps, args.guidance, args.seed, args.scheduler)
-    ctx = StudioContext(OMFAPipeline.load(args.model))
+    ctx = StudioContext(OMFAPipeline.load(args.model, precision=args.precision))
     try:
         if args.command in ("tryon", "transfer"):
             choice = PoseChoice(
