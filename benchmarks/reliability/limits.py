@@ -26,7 +26,7 @@ from pathlib import Path
 
 import httpx
 from diffusers.utils import logging as diffusers_logging
-from gradio_client import Client, handle_file
+from gradio_client import handle_file
 
 from benchmarks.reliability.report import CheckResult
 from benchmarks.reliability.server import API, EXAMPLES, ROOT, ServedApp, app_module, call, unclear
@@ -154,7 +154,7 @@ def check_user_paths_and_urls(app: ServedApp, result: CheckResult) -> None:
         )
     finally:
         listener.close()
-    client = Client(app.url, verbose=False, download_files=False)
+    client = app.client()
     portrait, garment = handle_file(str(EXAMPLES / "portrait.png")), handle_file(str(EXAMPLES / "top.png"))
     for what, args in {
         "a preset named like a path": (
