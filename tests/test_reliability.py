@@ -10,6 +10,7 @@ uploads, 50 concurrent jobs, 300 requests in a row) is marked slow:
 from __future__ import annotations
 
 import asyncio
+import json
 import pickle
 import time
 
@@ -143,17 +144,21 @@ def test_bodies_over_their_limit_get_413_before_the_app_reads_them():
         served.append(len(await request.body()))
         return PlainTextResponse("ok")
 
-    limits = HostingLimits(max_body_bytes=1000, max_upload_bytes=5000, upload_quota_bytes=12000)
+    limits = HostingLimits(max_body_bytes=1100, max_upload_bytes=5000, upload_quota_bytes=12000)
     routes = [Route("/{rest:path}", route, methods=["GET", "POST"])]
     client = TestClient(Starlette(routes=routes, middleware=[Middleware(HostingGuard, limits=limits)]))
-    assert client.post("/gradio_api/queue/join", content=b"x" * 1000).text == "ok"
-    refused = client.post("/gradio_api/queue/join", content=b"x" * 1001)
+    assert client.post("/gradio_api/queue/join", content=b"x" * 1100).text == "ok"
+    refused = client.post("/gradio_api/queue/join", content=b"x" * 1101)
     assert refused.status_code == 413 and len(refused.content) < 200
     assert client.post("/gradio_api/upload", content=b"x" * 5000).status_code == 200
     assert client.post("/gradio_api/upload", content=b"x" * 5000).status_code == 200  # 10 000 of 12 000
     assert client.post("/gradio_api/upload", content=b"x" * 5000).status_code == 413  # the quota
     assert client.post("/gradio_api/upload", content=b"x" * (5000 + 64 * 1024 + 1)).status_code == 413
-    assert served == [1000, 5000, 5000]
+    long_value = {"data": ["x" * 1001], "fn_index": 2, "session_hash": "x"}
+    assert client.post("/gradio_api/queue/join", json=long_value).status_code == 413
+    long_value["data"] = ["x" * 1000]
+    assert client.post("/gradio_api/queue/join", json=long_value).text == "ok"  # the body reaches the app whole
+    assert served == [1100, 5000, 5000, len(json.dumps(long_value, separators=(",", ":")))]
     for route in ("/gradio_api/deep_link", "/monitoring/summary", "/monitoring"):
         assert client.get(route).status_code == 404
     opened = HostingLimits(deep_links=True, monitoring=True)

@@ -28,8 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-QUICK = {"quick": True, "jobs": 10, "clients": 5, "soak": 30, "cancel_cycles": 2}
-FULL = {"quick": False, "jobs": 50, "clients": 25, "soak": 300, "cancel_cycles": 3}
+QUICK = {"quick": True, "jobs": 10, "clients": 5, "soak": 30, "cancel_cycles": 2, "gallery_steps": 10}
+FULL = {"quick": False, "jobs": 50, "clients": 25, "soak": 300, "cancel_cycles": 3, "gallery_steps": 100}
 
 
 def run_reliability(
@@ -81,7 +81,7 @@ def run_reliability(
             check_uploads(app, cases, work / "cases"),
             check_exif(app, work / "exif"),
             check_limits(app, work / "limits"),
-            *hosting_checks(app, quick=plan["quick"]),
+            *hosting_checks(app, gallery_steps=plan["gallery_steps"]),
             check_load(app, jobs=plan["jobs"], clients=plan["clients"], steps=steps),
             check_queue_full(app),
             check_cancel(app, cycles=plan["cancel_cycles"]),

@@ -26,8 +26,6 @@ from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
-from fastapi.exceptions import RequestValidationError
-from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from omfa.app import gradio_queue
@@ -43,6 +41,7 @@ MULTIPART_SLACK = 64 * 1024
 _REMOTE_FILE = re.compile(r"/(?:file|proxy)[=/]+\s*[a-z][a-z0-9+.-]*:", re.IGNORECASE)
 _PROXY = re.compile(r"/proxy=", re.IGNORECASE)
 _CALL_RESULT = re.compile(r"^/gradio_api/call/(?:v2/)?[^/]+/([^/]+)/?$")
+_RUN_INPUTS = re.compile(r"^/gradio_api/(?:queue/join|call/(?:v2/)?[^/]+|run/[^/]+|api/[^/]+)$")
 
 
 @dataclass(frozen=True)
@@ -55,6 +54,8 @@ class HostingLimits:
         of these at most one runs at a time.
     unread_grace_s: a run whose session has not opened its result stream this long after joining is dropped.
     max_body_bytes: any request body but an upload.
+    max_value_chars: one string among a run's inputs (a preset name, a file path): an error message that
+        names a refused value then never carries more than this of it.
     max_upload_bytes: one uploaded file (Gradio's `max_file_size`); one upload request may carry this much.
     upload_quota_bytes: what one client may upload within `upload_window_s`.
     open_api: serve the direct `/run/<api>` routes, which skip the queue (off: every run waits its turn).
@@ -67,6 +68,7 @@ class HostingLimits:
     places_per_client: int = 3
     unread_grace_s: float = 20.0
     max_body_bytes: int = 1 * MB
+    max_value_chars: int = 1000
     max_upload_bytes: int = 25 * MB
     upload_quota_bytes: int = 200 * MB
     upload_window_s: float = 3600.0
@@ -154,6 +156,10 @@ class UploadLedger:
         return True
 
 
+def _size(count: int) -> str:
+    return f"{count / MB:g} MB" if count >= MB else f"{count} bytes"
+
+
 def _header(scope: Mapping[str, Any], name: bytes) -> str | None:
     for key, value in scope.get("headers", ()):
         if key.lower() == name:
@@ -178,7 +184,11 @@ class HostingGuard:
             await self.app(scope, receive, send)
             return
         body: list[bytes] = []  # a body the guard had to read, handed on to the app
-        refusal = self.refusal(scope) or await self.ownership(scope, receive, body)
+        refusal = (
+            self.refusal(scope)
+            or await self.inputs(scope, receive, body)
+            or self.ownership(scope, body[0] if body else None)
+        )
         if refusal is None:
             await self.app(scope, _replay(body[0], receive) if body else receive, send)
             return
@@ -209,22 +219,32 @@ class HostingGuard:
         size = int(length)
         if route == "/gradio_api/upload":
             if size > self.limits.max_upload_request_bytes:
-                limit = self.limits.max_upload_bytes / MB
-                return 413, f"An upload request carries at most one file of up to {limit:g} MB"
+                return 413, f"An upload request carries at most one file of up to {_size(self.limits.max_upload_bytes)}"
             if not self.uploads.admit(client_address(scope), size):
-                quota, hours = self.limits.upload_quota_bytes / MB, self.limits.upload_window_s / 3600
-                return 413, f"Upload quota reached ({quota:g} MB per {hours:g} h); try again later"
+                quota, hours = _size(self.limits.upload_quota_bytes), self.limits.upload_window_s / 3600
+                return 413, f"Upload quota reached ({quota} per {hours:g} h); try again later"
             return None
         if size > self.limits.max_body_bytes:
-            return 413, f"Request body over {self.limits.max_body_bytes / MB:g} MB"
+            return 413, f"Request body over {_size(self.limits.max_body_bytes)}"
         return None
 
-    async def ownership(self, scope: dict, receive: Any, body: list[bytes]) -> tuple[int, str] | None:
+    async def inputs(self, scope: dict, receive: Any, body: list[bytes]) -> tuple[int, str] | None:
+        """(413, reason) when a run's inputs hold a string longer than `max_value_chars`, else None.
+
+        Reads the (already size-checked) body of a run or a cancellation and appends it to `body`."""
+        route = decoded_path(scope).rstrip("/")
+        if scope["method"] != "POST" or not (_RUN_INPUTS.match(route) or route == "/gradio_api/cancel"):
+            return None
+        body.append(await _read_body(receive))
+        if _RUN_INPUTS.match(route) and _longest_string(body[0]) > self.limits.max_value_chars:
+            return 413, f"An input value is over {self.limits.max_value_chars} characters"
+        return None
+
+    def ownership(self, scope: dict, body: bytes | None) -> tuple[int, str] | None:
         """(404, reason) when a request names a session or a run that is not the caller's, else None.
 
         A run is the session's that joined it: cancelling it needs that session (`/cancel` names both),
-        and reading a result by run id alone (`/call/<api>/<id>`) is only for runs made by `/call/<api>`.
-        A body read here (that of `/cancel`, already size-checked) is appended to `body`."""
+        and reading a result by run id alone (`/call/<api>/<id>`) is only for runs made by `/call/<api>`."""
         queue = gradio_queue.served_queue(scope)
         if queue is None:
             return None
@@ -241,10 +261,9 @@ class HostingGuard:
                 return 404, "No such run"
             queue.mark_read(event_id)
             return None
-        if route == "/gradio_api/cancel" and scope["method"] == "POST":
-            body.append(await _read_body(receive))
+        if route == "/gradio_api/cancel" and body is not None:
             try:
-                request = json.loads(body[0])
+                request = json.loads(body)
                 session, event_id = str(request["session_hash"]), str(request["event_id"])
             except (ValueError, KeyError, TypeError):
                 return None  # Gradio answers a malformed body with 422
@@ -254,16 +273,23 @@ class HostingGuard:
         return None
 
 
-async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
-    """FastAPI's answer to a malformed body (HTTP 422), without the value it refused: FastAPI's own
-    echoes the whole value back (however large), this names where the problem is and what it is."""
-    problems = error.errors()
-    first = problems[0] if problems else {}
-    where = ".".join(str(part) for part in first.get("loc", ()))
-    detail = f"Invalid request: {where}: {first.get('msg', 'malformed')}"[:200]
-    client = client_address(request.scope)
-    log.warning("refused %s %s from %s: 422 %s", request.method, request.url.path[:120], client, detail)
-    return JSONResponse({"detail": detail}, status_code=422)
+def _longest_string(body: bytes) -> int:
+    """The length of the longest string anywhere in a JSON body (0 when it is not JSON: Gradio answers that)."""
+    try:
+        stack = [json.loads(body)]
+    except ValueError:
+        return 0
+    longest = 0
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            longest = max(longest, len(value))
+        elif isinstance(value, dict):
+            stack.extend(value.keys())
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+    return longest
 
 
 async def _read_body(receive: Any) -> bytes:
