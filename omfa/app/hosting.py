@@ -26,6 +26,8 @@ from dataclasses import dataclass, fields
 from typing import Any
 from urllib.parse import parse_qs, unquote
 
+from fastapi.exceptions import RequestValidationError
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from omfa.app import gradio_queue
@@ -271,6 +273,18 @@ class HostingGuard:
             if owner is not None and owner != session:
                 return 404, "No such run in this session"
         return None
+
+
+async def invalid_request(request: Request, error: RequestValidationError) -> JSONResponse:
+    """FastAPI's answer to a malformed body (HTTP 422), without the value it refused: FastAPI's own
+    echoes the whole value back (however large), this names where the problem is and what it is."""
+    problems = error.errors()
+    first = problems[0] if problems else {}
+    where = ".".join(str(part) for part in first.get("loc", ()))
+    detail = f"Invalid request: {where}: {first.get('msg', 'malformed')}"[:200]
+    client = client_address(request.scope)
+    log.warning("refused %s %s from %s: 422 %s", request.method, request.url.path[:120], client, detail)
+    return JSONResponse({"detail": detail}, status_code=422)
 
 
 def _longest_string(body: bytes) -> int:
