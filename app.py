@@ -18,6 +18,11 @@ from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+if os.environ.get("SPACE_ID"):
+    # On a Space every request comes through Hugging Face's proxies, on private addresses, which append the
+    # client's address to X-Forwarded-For. Trusting them lets uvicorn take the last address that is not a
+    # proxy's as the client's (the per-client limits of omfa.app.hosting); one a client sent itself is ignored.
+    os.environ.setdefault("FORWARDED_ALLOW_IPS", "127.0.0.1,::1,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16")
 
 try:  # must come before torch initialises CUDA on a ZeroGPU Space
     import spaces
