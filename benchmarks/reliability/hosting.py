@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 from gradio_client import handle_file
 
-from benchmarks.reliability.limits import _Listener
+from benchmarks.reliability.limits import Listener
 from benchmarks.reliability.report import CheckResult
 from benchmarks.reliability.server import API, EXAMPLES, ROOT, ServedApp, call
 from benchmarks.reliability.uploads import DONE
@@ -255,7 +255,7 @@ def check_request_sizes(app: ServedApp) -> CheckResult:
 def check_remote_files(app: ServedApp) -> CheckResult:
     """Every spelling of the file routes: no URL fetched, nothing outside the examples and outputs served."""
     result = CheckResult("no fetching, any spelling")
-    listener = _Listener()
+    listener = Listener()
     local = f"127.0.0.1:{listener.port}/x.png"
     try:
         for spelling in (

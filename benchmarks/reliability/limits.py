@@ -36,7 +36,7 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib")
 MAX_UPLOAD_BYTES = 25 * 2**20
 
 
-class _Listener:
+class Listener:
     """A TCP socket on 127.0.0.1 that counts connections: shows whether the server tried to fetch a URL."""
 
     def __init__(self) -> None:
@@ -130,7 +130,7 @@ def check_upload_route(app: ServedApp, result: CheckResult) -> None:
 
 def check_user_paths_and_urls(app: ServedApp, result: CheckResult) -> None:
     """Paths and URLs in place of uploads, and names that look like paths, are refused with nothing opened."""
-    listener = _Listener()
+    listener = Listener()
     top = {"path": str(EXAMPLES / "top.png"), "meta": {"_type": "gradio.FileData"}}
     run = ["upper", "preset", "a_pose", 0, 1, 2.0, 0, "ddim"]
     try:
