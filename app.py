@@ -22,6 +22,11 @@ from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+if os.environ.get("SPACE_ID"):
+    # On a Space every request comes through Hugging Face's proxies, on private addresses, which append the
+    # client's address to X-Forwarded-For. Trusting them lets uvicorn take the last address that is not a
+    # proxy's as the client's (the per-client limits of omfa.app.hosting); one a client sent itself is ignored.
+    os.environ.setdefault("FORWARDED_ALLOW_IPS", "127.0.0.1,::1,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16")
 
 try:  # must come before torch initialises CUDA on a ZeroGPU Space
     import spaces
@@ -32,9 +37,6 @@ import gradio as gr  # noqa: E402
 
 from omfa.acceleration import COMPILE_MODES, PRECISIONS  # noqa: E402
 
-MAX_UPLOAD = "25mb"  # the preprocessing's own limit (omfa.imaging.loading)
-QUEUE_SIZE = 64  # waiting runs (room for 50 users at once); more are turned away with "queue full"
-
 
 def gpu_decorator() -> Callable[[Callable], Callable] | None:
     """`spaces.GPU` when the `spaces` package is installed (Hugging Face Spaces), else None."""
@@ -44,12 +46,15 @@ def gpu_decorator() -> Callable[[Callable], Callable] | None:
 def build(
     model: str | os.PathLike | None = None, precision: str | None = None, compile_mode: str | None = None
 ) -> gr.Blocks:
-    """Load the pipeline and build the queued app (not launched).
+    """Load the pipeline and build the queued app (not launched), with the hosting limits of the environment
+    (`omfa.app.hosting.HostingLimits.from_env`).
 
     precision, compile_mode: `omfa.acceleration`'s settings (default: $OMFA_PRECISION and $OMFA_COMPILE, else "auto").
     """
     from omfa.acceleration import compile_enabled
+    from omfa.app import gradio_queue
     from omfa.app.blocks import create_demo
+    from omfa.app.hosting import HostingLimits
     from omfa.pipeline import DEFAULT_MODEL_DIR, OMFAPipeline
     from omfa.studio.context import StudioContext
     from omfa.studio.settings import RunSettings
@@ -62,26 +67,38 @@ def build(
     context.warm_up()
     card = path / "README.md"
     demo = create_demo(pipe, model_card=card.read_text(encoding="utf-8") if card.is_file() else None, context=context)
-    # One run at a time on a CPU (a second would only halve the speed of both); two on a GPU.
-    return demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=2 if pipe.device.type == "cuda" else 1)
+    limits = HostingLimits.from_env()
+    # One run at a time on a CPU (a second would only halve the speed of both); two on a GPU. The sizes of
+    # the queues and what one client may hold in them are the guarded queue's; direct /run/ calls, which
+    # skip the queue, only when the host opens them.
+    demo.queue(default_concurrency_limit=2 if pipe.device.type == "cuda" else 1, api_open=limits.open_api)
+    gradio_queue.install(demo, limits)
+    return demo
 
 
 def launch_kwargs() -> dict:
-    """Upload limit, the one folder of local files the app may serve (its examples), no fetching of URLs
-    on a user's behalf, an offline theme."""
+    """Upload limit, the one folder of local files the app may serve (its examples), the hosting guard
+    (body sizes, upload quotas, no fetching of URLs on a user's behalf, run ownership, the routes a
+    public app does not serve), short answers to malformed requests, an offline theme."""
+    from fastapi.exceptions import RequestValidationError
     from starlette.middleware import Middleware
 
     from omfa.app.blocks import theme
     from omfa.app.files import CSS
-    from omfa.app.uploads import RefuseRemoteFiles
+    from omfa.app.hosting import HostingGuard, HostingLimits, invalid_request
     from omfa.studio.context import EXAMPLES_DIR
 
+    limits = HostingLimits.from_env()
+
     return {
-        "max_file_size": MAX_UPLOAD,
+        "max_file_size": limits.max_upload_bytes,
         "allowed_paths": [str(EXAMPLES_DIR)],
         "theme": theme(),
         "css": CSS,
-        "app_kwargs": {"middleware": [Middleware(RefuseRemoteFiles)]},
+        "app_kwargs": {
+            "middleware": [Middleware(HostingGuard, limits=limits)],
+            "exception_handlers": {RequestValidationError: invalid_request},
+        },
     }
 
 
@@ -99,10 +116,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         demo = build(args.model, args.precision, args.compile)
-    except ValueError as error:  # a missing or broken checkpoint: say which and how to get one
+        settings = launch_kwargs()
+    except ValueError as error:  # a missing or broken checkpoint, a bad hosting setting: say which and how
         print(f"app.py: {error}", file=sys.stderr)
         return 2
-    demo.launch(server_name=args.host, server_port=args.port, **launch_kwargs())
+    demo.launch(server_name=args.host, server_port=args.port, **settings)
     return 0
 
 

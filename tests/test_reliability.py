@@ -10,6 +10,7 @@ uploads, 50 concurrent jobs, 300 requests in a row) is marked slow:
 from __future__ import annotations
 
 import asyncio
+import json
 import pickle
 import time
 
@@ -24,12 +25,22 @@ from starlette.testclient import TestClient
 
 from benchmarks.reliability import run_reliability
 from benchmarks.reliability.cases import TARGET_NAMES, hostile, upload_cases
+from benchmarks.reliability.hosting import (
+    check_log_lines,
+    check_maximal_run,
+    check_ownership_and_routes,
+    check_queue_share,
+    check_remote_files,
+    check_request_sizes,
+)
 from benchmarks.reliability.limits import check_limits, pickle_trap
 from benchmarks.reliability.load import check_cancel, check_load, check_queue_full, check_soak
 from benchmarks.reliability.report import CheckResult, format_table
 from benchmarks.reliability.server import GENERIC_ERROR, ServedApp, served_checkpoint, unclear
 from benchmarks.reliability.uploads import check_exif, check_uploads
-from omfa.app.uploads import REFUSED_REMOTE_FILE, REFUSED_URL, RefuseRemoteFiles, image_upload
+from omfa.app import gradio_queue
+from omfa.app.hosting import HostingGuard, HostingLimits, UploadLedger
+from omfa.app.uploads import REFUSED_REMOTE_FILE, REFUSED_URL, image_upload
 
 
 @pytest.fixture(scope="module")
@@ -99,21 +110,99 @@ def test_image_upload_refuses_urls_before_fetching():
     assert REFUSED_URL.startswith("Image links")
 
 
-def test_the_file_route_never_fetches_a_url():
+def test_no_spelling_of_the_file_routes_fetches_a_url():
     served = []
 
     async def file_route(request):
         served.append(request.url.path)
         return PlainTextResponse("a file")
 
-    app = Starlette(routes=[Route("/{rest:path}", file_route)], middleware=[Middleware(RefuseRemoteFiles)])
-    client = TestClient(app)
-    for url in ("https://example.com/x.png", "http://169.254.169.254/latest", "HTTPS://example.com/x"):
-        response = client.get(f"/gradio_api/file={url}")
-        assert response.status_code == 403 and response.text == REFUSED_REMOTE_FILE
+    guard = Middleware(HostingGuard, limits=HostingLimits())
+    client = TestClient(Starlette(routes=[Route("/{rest:path}", file_route)], middleware=[guard]))
+    for spelling in (
+        "file=https://example.com/x.png",
+        "file=http://169.254.169.254/latest",
+        "file=HTTPS://example.com/x",
+        "file/https://example.com/x.png",
+        "file/%68ttp://example.com/x.png",
+        "file%3Dhttp%3A//example.com/x.png",
+        "file/%2568ttp%253A//example.com/x.png",
+        "proxy=https://example.com/x.png",
+    ):
+        response = client.get(f"/gradio_api/{spelling}")
+        assert response.status_code == 403 and response.json()["detail"] == REFUSED_REMOTE_FILE, spelling
     assert served == []
     assert client.get("/gradio_api/file=/tmp/gradio/abc/result.png").text == "a file"
-    assert served == ["/gradio_api/file=/tmp/gradio/abc/result.png"]
+    assert client.get("/gradio_api/file/tmp/gradio/abc/result.png").text == "a file"
+    assert served == ["/gradio_api/file=/tmp/gradio/abc/result.png", "/gradio_api/file/tmp/gradio/abc/result.png"]
+
+
+def test_bodies_over_their_limit_get_413_before_the_app_reads_them():
+    served = []
+
+    async def route(request):
+        served.append(len(await request.body()))
+        return PlainTextResponse("ok")
+
+    limits = HostingLimits(max_body_bytes=1100, max_upload_bytes=5000, upload_quota_bytes=12000)
+    routes = [Route("/{rest:path}", route, methods=["GET", "POST"])]
+    client = TestClient(Starlette(routes=routes, middleware=[Middleware(HostingGuard, limits=limits)]))
+    assert client.post("/gradio_api/queue/join", content=b"x" * 1100).text == "ok"
+    refused = client.post("/gradio_api/queue/join", content=b"x" * 1101)
+    assert refused.status_code == 413 and len(refused.content) < 200
+    assert client.post("/gradio_api/upload", content=b"x" * 5000).status_code == 200
+    assert client.post("/gradio_api/upload", content=b"x" * 5000).status_code == 200  # 10 000 of 12 000
+    assert client.post("/gradio_api/upload", content=b"x" * 5000).status_code == 413  # the quota
+    assert client.post("/gradio_api/upload", content=b"x" * (5000 + 64 * 1024 + 1)).status_code == 413
+    long_value = {"data": ["x" * 1001], "fn_index": 2, "session_hash": "x"}
+    assert client.post("/gradio_api/queue/join", json=long_value).status_code == 413
+    long_value["data"] = ["x" * 1000]
+    assert client.post("/gradio_api/queue/join", json=long_value).text == "ok"  # the body reaches the app whole
+    assert served == [1100, 5000, 5000, len(json.dumps(long_value, separators=(",", ":")))]
+    for route in ("/gradio_api/deep_link", "/monitoring/summary", "/monitoring"):
+        assert client.get(route).status_code == 404
+    opened = HostingLimits(deep_links=True, monitoring=True)
+    client = TestClient(Starlette(routes=routes, middleware=[Middleware(HostingGuard, limits=opened)]))
+    assert client.get("/gradio_api/deep_link").text == client.get("/monitoring/summary").text == "ok"
+
+
+def test_hosting_limits_come_from_the_environment_with_safe_defaults():
+    limits = HostingLimits.from_env({})
+    assert limits == HostingLimits() and not (limits.open_api or limits.deep_links or limits.monitoring)
+    assert limits.places_per_client <= 4 and limits.unread_grace_s <= 60 and limits.max_body_bytes <= 2**20
+    env = {"OMFA_QUEUE_SIZE": "8", "OMFA_OPEN_API": "1", "OMFA_UNREAD_GRACE_S": "2.5", "OTHER": "x"}
+    assert HostingLimits.from_env(env) == HostingLimits(queue_size=8, open_api=True, unread_grace_s=2.5)
+    with pytest.raises(ValueError, match="OMFA_PLACES_PER_CLIENT='many' is not a int"):
+        HostingLimits.from_env({"OMFA_PLACES_PER_CLIENT": "many"})
+    with pytest.raises(ValueError, match="queue_size is 0"):
+        HostingLimits.from_env({"OMFA_QUEUE_SIZE": "0"})
+
+
+def test_the_upload_ledger_is_a_sliding_window_per_client():
+    ledger = UploadLedger(quota_bytes=100, window_s=10.0, clients=2)
+    assert ledger.admit("a", 60, now=0.0) and not ledger.admit("a", 50, now=1.0) and ledger.admit("b", 100, now=1.0)
+    assert ledger.used("a", now=5.0) == 60 and ledger.admit("a", 100, now=10.5)  # the first upload left the window
+    assert ledger.admit("c", 1, now=11.0) and ledger.used("b", now=11.0) == 0  # at most `clients` are remembered
+
+
+def test_the_guarded_queue_matches_the_installed_gradio():
+    """GuardedQueue overrides Gradio internals: a Gradio upgrade must fail here, not silently in production."""
+    import inspect
+
+    from gradio import queueing
+
+    assert gr.__version__.startswith(gradio_queue.SUPPORTED_GRADIO), (
+        f"Gradio {gr.__version__}: re-check omfa/app/gradio_queue.py against gradio/queueing.py, then add the version"
+    )
+    init = inspect.getsource(queueing.Queue.__init__)
+    for attribute in ("pending_messages_per_session", "pending_event_ids_session", "event_ids_to_events", "max_size"):
+        assert f"self.{attribute}" in init
+    for attribute in ("session_hash", "enqueue_time", "concurrency_id", "request", "fn"):
+        assert f"self.{attribute}" in inspect.getsource(queueing.Event.__init__)
+    assert list(inspect.signature(queueing.Queue.push).parameters) == ["self", "body", "request", "username"]
+    assert "return events, batch, concurrency_id" in inspect.getsource(queueing.Queue.get_events)
+    assert "self.active_jobs = [None] * self.max_thread_count" in inspect.getsource(queueing.Queue.start)
+    assert "async def clean_events(" in inspect.getsource(queueing.Queue)
 
 
 def test_the_pickle_trap_shows_when_a_loader_unpickles(tmp_path):
@@ -174,6 +263,34 @@ def test_a_full_queue_refuses_with_a_message_and_drains(app):
 def test_stop_frees_the_worker_within_one_step(app):
     result = check_cancel(app, cycles=2)
     assert_passed(result)
+
+
+def test_one_client_holds_a_few_places_and_unread_runs_are_dropped(app):
+    result = check_queue_share(app)
+    assert_passed(result)
+    assert result.tried == 4
+
+
+def test_request_bodies_and_uploads_have_caps(app):
+    assert_passed(check_request_sizes(app))
+
+
+def test_no_route_fetches_a_url_in_any_spelling(app):
+    assert_passed(check_remote_files(app))
+
+
+def test_runs_belong_to_their_session_and_extra_routes_are_off(app):
+    assert_passed(check_ownership_and_routes(app))
+
+
+def test_hostile_requests_are_one_log_line(app):
+    assert_passed(check_log_lines(app))
+
+
+def test_a_maximal_gallery_stays_within_its_memory_budget(app):
+    result = check_maximal_run(app, steps=10)  # the bench runs 100 steps
+    assert_passed(result)
+    assert result.figures["frames"] > 120
 
 
 def test_short_soak_over_every_endpoint(app, tmp_path):

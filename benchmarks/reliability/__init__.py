@@ -6,6 +6,9 @@
 - `uploads`: more than 200 hostile uploads (`cases`) into every upload widget,
   and the eight EXIF orientations;
 - `limits`: upload size, served files, user input as paths or URLs, weights;
+- `hosting`: what one hostile client can do to a public host: its share of
+  the queue, body sizes and upload quotas, URLs in any spelling of the file
+  routes, the memory of a maximal run, run ownership and closed routes, log lines;
 - `load`: 50 concurrent jobs, a full queue, stopped runs, a 300-request soak.
 
 It prints a table (cases tried, passed, failures, p95 latency, figures such
@@ -25,8 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-QUICK = {"quick": True, "jobs": 10, "clients": 5, "soak": 30, "cancel_cycles": 2}
-FULL = {"quick": False, "jobs": 50, "clients": 10, "soak": 300, "cancel_cycles": 3}
+QUICK = {"quick": True, "jobs": 10, "clients": 5, "soak": 30, "cancel_cycles": 2, "gallery_steps": 10}
+FULL = {"quick": False, "jobs": 50, "clients": 25, "soak": 300, "cancel_cycles": 3, "gallery_steps": 100}
 
 
 def run_reliability(
@@ -50,6 +53,7 @@ def run_reliability(
     import gradio
 
     from benchmarks.reliability.cases import upload_cases
+    from benchmarks.reliability.hosting import hosting_checks
     from benchmarks.reliability.limits import check_limits
     from benchmarks.reliability.load import check_cancel, check_load, check_queue_full, check_soak
     from benchmarks.reliability.server import ServedApp, served_checkpoint
@@ -69,6 +73,7 @@ def run_reliability(
             "steps (load, soak)": steps,
             "server start s": round(time.perf_counter() - started, 1),
             "server RSS after start MB": round(app.rss_mb()),
+            "hosting settings changed": ", ".join(f"{k}={v}" for k, v in app.hosting.items()),
             "gradio": gradio.__version__,
             "machine": f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}, {platform.python_version()}",
         }
@@ -76,6 +81,7 @@ def run_reliability(
             check_uploads(app, cases, work / "cases"),
             check_exif(app, work / "exif"),
             check_limits(app, work / "limits"),
+            *hosting_checks(app, gallery_steps=plan["gallery_steps"]),
             check_load(app, jobs=plan["jobs"], clients=plan["clients"], steps=steps),
             check_queue_full(app),
             check_cancel(app, cycles=plan["cancel_cycles"]),

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import httpx
 from diffusers.utils import logging as diffusers_logging
-from gradio_client import Client, handle_file
+from gradio_client import handle_file
 
 from benchmarks.reliability.report import CheckResult
 from benchmarks.reliability.server import API, EXAMPLES, ROOT, ServedApp, app_module, call, unclear
@@ -36,7 +36,7 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib")
 MAX_UPLOAD_BYTES = 25 * 2**20
 
 
-class _Listener:
+class Listener:
     """A TCP socket on 127.0.0.1 that counts connections: shows whether the server tried to fetch a URL."""
 
     def __init__(self) -> None:
@@ -130,7 +130,7 @@ def check_upload_route(app: ServedApp, result: CheckResult) -> None:
 
 def check_user_paths_and_urls(app: ServedApp, result: CheckResult) -> None:
     """Paths and URLs in place of uploads, and names that look like paths, are refused with nothing opened."""
-    listener = _Listener()
+    listener = Listener()
     top = {"path": str(EXAMPLES / "top.png"), "meta": {"_type": "gradio.FileData"}}
     run = ["upper", "preset", "a_pose", 0, 1, 2.0, 0, "ddim"]
     try:
@@ -154,7 +154,7 @@ def check_user_paths_and_urls(app: ServedApp, result: CheckResult) -> None:
         )
     finally:
         listener.close()
-    client = Client(app.url, verbose=False, download_files=False)
+    client = app.client()
     portrait, garment = handle_file(str(EXAMPLES / "portrait.png")), handle_file(str(EXAMPLES / "top.png"))
     for what, args in {
         "a preset named like a path": (

@@ -1,10 +1,11 @@
 """Many users at once, a full queue, stopped runs and a long soak, against the running app.
 
-- Load: `jobs` concurrent `gradio_client` jobs from `clients` sessions over
+- Load: `jobs` concurrent `gradio_client` jobs from `clients` users (sessions and addresses) over
   five distinct requests (endpoints, inputs, seeds); every job must finish
   with exactly the image that the same request gave when run alone.
-- Queue: with the worker busy, `QUEUE_SIZE` waiting events fill the queue
-  and the next one is refused with HTTP 503 and a message.
+- Queue: with the worker busy, `queue_size` waiting events from many clients
+  fill the sampling queue and the next one is refused with HTTP 503 and a
+  message, while a Pose Studio edit, in its own queue, still runs.
 - Cancellation: a long run stopped mid-way frees the worker within one
   denoising step (the next job starts no later than one step plus the usual
   pick-up time), the next job succeeds, and afterwards the server idles:
@@ -28,7 +29,7 @@ from gradio_client import Client, handle_file
 from PIL import Image
 
 from benchmarks.reliability.report import CheckResult
-from benchmarks.reliability.server import EXAMPLES, Outcome, ServedApp, app_module, call, fetch_image, unclear
+from benchmarks.reliability.server import EXAMPLES, Outcome, ServedApp, call, fetch_image, unclear
 from benchmarks.reliability.uploads import DONE, result_problem
 
 MAX_GROWTH_MB = 200.0
@@ -47,7 +48,8 @@ REQUESTS: tuple[tuple[str, tuple, int, tuple[int, ...]], ...] = (
 
 
 def _client(app: ServedApp) -> Client:
-    return Client(app.url, verbose=False, download_files=False)
+    """A new simulated user: its own session and its own IP address."""
+    return app.client()
 
 
 def _args(inputs: tuple, steps: int, seed: int) -> tuple:
@@ -60,7 +62,7 @@ def _images(outcome: Outcome, indices: tuple[int, ...]) -> list[np.ndarray]:
     return [fetch_image(outcome.outputs[i]) for i in indices]
 
 
-def check_load(app: ServedApp, jobs: int = 50, clients: int = 10, steps: int = 2) -> CheckResult:
+def check_load(app: ServedApp, jobs: int = 50, clients: int = 25, steps: int = 2) -> CheckResult:
     """`jobs` concurrent jobs must all finish, each with the image its request gives when run alone."""
     result = CheckResult(f"load: {jobs} concurrent jobs")
     solo = _client(app)
@@ -105,10 +107,11 @@ def check_load(app: ServedApp, jobs: int = 50, clients: int = 10, steps: int = 2
 
 
 def check_queue_full(app: ServedApp) -> CheckResult:
-    """With the worker busy, QUEUE_SIZE events fill the queue; the next is refused with a message; all drain."""
-    size = app_module().QUEUE_SIZE
+    """With the worker busy, `queue_size` events from many clients fill the sampling queue; the next is
+    refused with a message, while a Pose Studio edit (its own queue) still runs; all drain."""
+    size, places = app.limits.queue_size, app.limits.places_per_client
     result = CheckResult("full queue")
-    holder_client, spare = _client(app), _client(app)
+    holder_client, spare, editor = _client(app), _client(app), _client(app)
     holder = holder_client.submit(
         *_args(("portrait.png", ["a_pose", "walking", "t_pose"], [0, 90, 180, -90]), LONG_STEPS, 0),
         api_name="/pose_gallery",
@@ -117,16 +120,22 @@ def check_queue_full(app: ServedApp) -> CheckResult:
         time.sleep(0.05)
     uploaded = app.upload((EXAMPLES / "dressed.png").read_bytes(), "dressed.png").json()[0]
     fn_index = app.fn_index("/try_off")
-    session = "queue-fill"
-    waiting = []
+    # (session, address, event id) of each waiting event; one client holds `places` of them at most
+    waiting: list[tuple[str, str, str | None]] = []
     for i in range(size):
+        if i % places == 0:
+            session, address = f"queue-fill-{i // places}", app.new_address()
         joined = app.join(
-            "/try_off", [{"path": uploaded, "meta": {"_type": "gradio.FileData"}}, "upper", 1, 2.0, i, "ddim"], session
+            "/try_off",
+            [{"path": uploaded, "meta": {"_type": "gradio.FileData"}}, "upper", 1, 2.0, i, "ddim"],
+            session,
+            address,
         )
-        waiting.append(joined.json().get("event_id") if joined.status_code == 200 else None)
+        waiting.append((session, address, joined.json().get("event_id") if joined.status_code == 200 else None))
+    refused_early = sum(event_id is None for *_, event_id in waiting)
     result.record(
-        f"{size} waiting events are accepted",
-        None if all(waiting) else f"{waiting.count(None)} of {size} refused early",
+        f"{size} waiting events from {-(-size // places)} clients are accepted",
+        f"{refused_early} of {size} refused early" if refused_early else None,
     )
     start = time.perf_counter()
     overflow = app.join(
@@ -145,8 +154,15 @@ def check_queue_full(app: ServedApp) -> CheckResult:
         None if "Queue is full" in refused.message else f"ok={refused.ok}: {refused.message[:100]}",
         refused.seconds,
     )
-    for event_id in filter(None, waiting):
-        app.cancel(session, fn_index, event_id)
+    edit = call(editor, "/pose_preset", "walking", "left_elbow")
+    result.record(
+        "a Pose Studio edit still runs while the sampling queue is full",
+        None if edit.ok and edit.outputs[0] else f"refused: {edit.message[:100]}",
+        edit.seconds,
+    )
+    for session, address, event_id in waiting:
+        if event_id:
+            app.cancel(session, fn_index, event_id, address)
     holder.cancel()
     after = call(spare, "/try_off", *_args(("dressed.png", "upper"), 1, 0))
     result.record(
@@ -154,7 +170,7 @@ def check_queue_full(app: ServedApp) -> CheckResult:
         None if after.ok and DONE.search(after.message) else after.message[:120],
         after.seconds,
     )
-    result.figures = {"max_size": size, "refusal": detail[:60]}
+    result.figures = {"max_size": size, "places per client": places, "refusal": detail[:60]}
     return result
 
 

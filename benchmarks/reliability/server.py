@@ -31,6 +31,7 @@ import psutil
 from PIL import Image
 
 from benchmarks.models import random_weights_pipe
+from omfa.app.hosting import HostingLimits
 from omfa.pipeline import DEFAULT_MODEL_DIR
 
 ROOT = Path(__file__).resolve().parents[2]  # the source checkout: app.py, tests/, assets/
@@ -38,6 +39,9 @@ EXAMPLES = ROOT / "assets" / "examples"
 API = "/gradio_api"
 # What a Gradio server says when a handler raised something other than gr.Error (its details stay hidden).
 GENERIC_ERROR = "has not enabled verbose error reporting"
+# The hosting settings the harness changes: a run nobody reads is dropped after this long, so that the
+# check of it waits seconds, not the default's 20 s (every client of the harness opens its stream at once).
+HARNESS_HOSTING = {"OMFA_UNREAD_GRACE_S": "6"}
 
 
 class ReliabilityError(ValueError):
@@ -77,9 +81,21 @@ class ServedApp:
         workdir: private folder for the server's uploads (`GRADIO_TEMP_DIR`), its
             temporary files (`TMPDIR`) and its log.
         start_timeout_s: how long the server may take to load and warm up.
+        hosting: `OMFA_*` hosting settings for the server (`omfa.app.hosting.HostingLimits`), on top of
+            the environment's; `limits` is what the server runs with.
+
+    Every simulated client gets its own IP address (`new_address`), sent as X-Forwarded-For, which
+    uvicorn trusts from loopback as it would from a proxy: the server's per-client limits then
+    apply to each client of a check apart, as they would to users of a public Space.
     """
 
-    def __init__(self, model: Path, workdir: Path, start_timeout_s: float = 300.0) -> None:
+    def __init__(
+        self,
+        model: Path,
+        workdir: Path,
+        start_timeout_s: float = 300.0,
+        hosting: dict[str, str] | None = None,
+    ) -> None:
         if not (ROOT / "app.py").is_file():
             raise ReliabilityError(f"no app.py in {ROOT}; run the reliability bench from a source checkout")
         self.model = Path(model)
@@ -96,6 +112,9 @@ class ServedApp:
         self._config: dict | None = None
         self._http = httpx.Client(timeout=30)  # one connection for bursts of queue requests
         self.ps: psutil.Process | None = None
+        self.hosting = {**HARNESS_HOSTING, **(hosting or {})}
+        self.limits = HostingLimits.from_env({**os.environ, **self.hosting})
+        self._addresses = 0
 
     def __enter__(self) -> ServedApp:
         self.upload_dir.mkdir(parents=True, exist_ok=True)
@@ -107,6 +126,7 @@ class ServedApp:
             "PYOPENGL_PLATFORM": "egl",
             "GRADIO_TEMP_DIR": str(self.upload_dir),
             "TMPDIR": str(self.tmp_dir),
+            **self.hosting,
         }
         with open(self.log_path, "wb") as log:
             self._proc = subprocess.Popen(
@@ -183,6 +203,21 @@ class ServedApp:
         times = self.ps.cpu_times()
         return times.user + times.system
 
+    # -- clients -------------------------------------------------------------
+
+    def new_address(self) -> str:
+        """An IP address no client of this server has used yet (10.x.y.z): a new simulated user."""
+        self._addresses += 1
+        k = self._addresses
+        return f"10.{k >> 16 & 255}.{k >> 8 & 255}.{k & 255}"
+
+    def client(self, address: str | None = None) -> Any:
+        """A `gradio_client.Client` of this server that sends from `address` (default: a new one)."""
+        from gradio_client import Client
+
+        headers = {"X-Forwarded-For": address or self.new_address()}
+        return Client(self.url, verbose=False, download_files=False, headers=headers)
+
     # -- raw HTTP ------------------------------------------------------------
 
     def fn_index(self, api_name: str) -> int:
@@ -194,11 +229,18 @@ class ServedApp:
                 return dep["id"]
         raise ReliabilityError(f"the app has no endpoint {api_name}")
 
-    def upload(self, data: bytes, filename: str) -> httpx.Response:
-        """POST a file to Gradio's upload route as a browser does."""
-        return httpx.post(f"{self.url}{API}/upload", files={"files": (filename, data)}, timeout=60)
+    @staticmethod
+    def _from(address: str | None) -> dict[str, str]:
+        return {"X-Forwarded-For": address} if address else {}
 
-    def join(self, api_name: str, data: list[Any], session: str | None = None) -> httpx.Response:
+    def upload(self, data: bytes, filename: str, address: str | None = None) -> httpx.Response:
+        """POST a file to Gradio's upload route as a browser does (from `address`, default 127.0.0.1)."""
+        files = {"files": (filename, data)}
+        return httpx.post(f"{self.url}{API}/upload", files=files, headers=self._from(address), timeout=60)
+
+    def join(
+        self, api_name: str, data: list[Any], session: str | None = None, address: str | None = None
+    ) -> httpx.Response:
         """Put one event in the queue (`/queue/join`) without reading its results."""
         body = {
             "data": data,
@@ -207,21 +249,25 @@ class ServedApp:
             "event_data": None,
             "trigger_id": None,
         }
-        return self._http.post(f"{self.url}{API}/queue/join", json=body)
+        return self._http.post(f"{self.url}{API}/queue/join", json=body, headers=self._from(address))
 
-    def cancel(self, session: str, fn_index: int, event_id: str) -> httpx.Response:
+    def cancel(self, session: str, fn_index: int, event_id: str, address: str | None = None) -> httpx.Response:
         """Cancel one event as the Stop button does (`/cancel`): a waiting event leaves the queue."""
         body = {"session_hash": session, "fn_index": fn_index, "event_id": event_id}
-        return self._http.post(f"{self.url}{API}/cancel", json=body)
+        return self._http.post(f"{self.url}{API}/cancel", json=body, headers=self._from(address))
 
     def raw_call(self, api_name: str, data: list[Any], timeout_s: float = 60.0) -> tuple[bool, str]:
-        """Run one event from raw JSON and read its stream: (success, error message or "")."""
-        session = uuid.uuid4().hex
-        joined = self.join(api_name, data, session)
+        """Run one event from raw JSON, from a new address, and read its stream: (success, error or "")."""
+        session, address = uuid.uuid4().hex, self.new_address()
+        joined = self.join(api_name, data, session, address)
         if joined.status_code != 200:
             return False, f"HTTP {joined.status_code}: {joined.text[:300]}"
         with httpx.stream(
-            "GET", f"{self.url}{API}/queue/data", params={"session_hash": session}, timeout=timeout_s
+            "GET",
+            f"{self.url}{API}/queue/data",
+            params={"session_hash": session},
+            headers=self._from(address),
+            timeout=timeout_s,
         ) as stream:
             for line in stream.iter_lines():
                 if not line.startswith("data:"):

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from gradio_client import Client, handle_file
+from gradio_client import handle_file
 from PIL import Image
 
 from benchmarks.reliability.cases import Case, hostile
@@ -101,7 +101,7 @@ def check_uploads(app: ServedApp, cases: Sequence[Case], folder: Path, limit_s: 
     """Send every case through its upload widget; the server must answer each within `limit_s` and survive
     it with bounded memory."""
     result = CheckResult("hostile uploads")
-    client = Client(app.url, verbose=False, download_files=False)
+    client = app.client()
     paths = [write_case(case, i, folder) for i, case in enumerate(cases)]
     rss_start = app.rss_mb()
     peak_reset = app.reset_peak()
@@ -154,7 +154,7 @@ def check_exif(
     """
     tolerance = tolerance or {"PNG": 0.5, "JPEG": 6.0}
     result = CheckResult("EXIF orientations")
-    client = Client(app.url, verbose=False, download_files=False)
+    client = app.client()
     upright = np.asarray(Image.open(EXAMPLES / "portrait.png").convert("RGB"))
     worst: dict[str, float] = {}
     for fmt in formats:

@@ -131,23 +131,28 @@ def stream_frames(
     A ValueError becomes a gr.Error for the user; closing this generator (Stop) closes the run,
     which stops the sampler within one step."""
     frames = None
-    # id(image) -> (image, path): an unchanged image is not encoded again. The image
-    # is kept so that its id is not reused by a new array while the run lasts.
+    # id(image) -> (image, path) of the images of the last frame: an image unchanged since then is
+    # not encoded again. Only the last frame's are kept (a long run streams thousands
+    # of images), and each with its array, so that its id is not reused by a new array meanwhile.
     written: dict[int, tuple[np.ndarray, str]] = {}
 
-    def path(image: np.ndarray | None) -> str | None:
+    def path(image: np.ndarray | None, current: dict[int, tuple[np.ndarray, str]]) -> str | None:
         if image is None:
             return None
-        if id(image) not in written:
-            written[id(image)] = (image, files.png(image))
-        return written[id(image)][1]
+        if id(image) not in current:
+            current[id(image)] = written.get(id(image)) or (image, files.png(image))
+        return current[id(image)][1]
 
     try:
         frames = make()
         for frame in frames:
             progress(frame.progress, desc=frame.status)
-            values = (*(path(frame.images.get(name)) for name in names), round(100 * frame.progress), frame.status)
-            yield (*values, [(path(image), caption) for image, caption in frame.gallery]) if gallery else values
+            current: dict[int, tuple[np.ndarray, str]] = {}
+            shown = tuple(path(frame.images.get(name), current) for name in names)
+            values = (*shown, round(100 * frame.progress), frame.status)
+            views = [(path(image, current), caption) for image, caption in frame.gallery] if gallery else None
+            written = current
+            yield values if views is None else (*values, views)
     except ValueError as error:
         raise gr.Error(sentence(error)) from error
     finally:

@@ -12,25 +12,23 @@ colour management, messages meant for the user) is the only code that decodes
 an upload.
 
 Gradio also fetches URLs for its users: an http(s) URL sent in place of an
-input file is downloaded, and `/gradio_api/file=<URL>` streams any public
-URL back (the server as an open proxy). `ImageUpload` refuses the first
-before anything is fetched and `RefuseRemoteFiles` the second.
+input file is downloaded, and `/gradio_api/file=<URL>` (or the older
+`/gradio_api/file/<URL>`) streams any public URL back (the server as an open
+proxy). `ImageUpload` refuses the first before anything is fetched, and the
+hosting guard (`omfa.app.hosting.HostingGuard`) the second.
 """
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 from gradio.components.image import ImageData
 from gradio_client.utils import is_http_url_like
-from starlette.responses import PlainTextResponse
 
 REFUSED_URL = "Image links are not fetched; download the image and upload the file itself"
 REFUSED_REMOTE_FILE = "This server serves only its own files; it does not fetch URLs"
-_REMOTE_FILE = re.compile(r"/file=\s*https?:", re.IGNORECASE)
 
 
 def image_upload(label: str, **kwargs: Any) -> ImageUpload:
@@ -58,20 +56,3 @@ class ImageUpload(gr.Image):
     def preprocess(self, payload: ImageData | None) -> str | None:
         """The uploaded file's path, or None when nothing was uploaded."""
         return None if payload is None else str(payload.path)
-
-
-class RefuseRemoteFiles:
-    """ASGI middleware: a request for `.../file=<http(s) URL>` gets 403 before Gradio would fetch the URL.
-
-    Install it with `launch(app_kwargs={"middleware": [starlette.middleware.Middleware(RefuseRemoteFiles)]})`.
-    The app's own files (its outputs, its examples) are served as before.
-    """
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and _REMOTE_FILE.search(scope.get("path", "")):
-            await PlainTextResponse(REFUSED_REMOTE_FILE, status_code=403)(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
