@@ -39,24 +39,25 @@ def build(model: str | os.PathLike | None = None) -> gr.Blocks:
     """Load the pipeline and build the queued app (not launched)."""
     from omfa.app.blocks import create_demo
     from omfa.pipeline import DEFAULT_MODEL_DIR, OMFAPipeline
+    from omfa.studio.card import ModelCard
     from omfa.studio.context import StudioContext
 
     path = Path(model or os.environ.get("OMFA_MODEL") or DEFAULT_MODEL_DIR)
     pipe = OMFAPipeline.load(path)
-    context = StudioContext(pipe, gpu=gpu_decorator())
+    # The card says what the model was trained on: the runs' notices compare each upload with it.
+    context = StudioContext(pipe, gpu=gpu_decorator(), card=ModelCard.read(path))
     context.warm_up()
-    card = path / "README.md"
-    demo = create_demo(pipe, model_card=card.read_text(encoding="utf-8") if card.is_file() else None, context=context)
+    demo = create_demo(pipe, context=context)
     # One run at a time on a CPU (a second would only halve the speed of both); two on a GPU.
     return demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=2 if pipe.device.type == "cuda" else 1)
 
 
 def launch_kwargs() -> dict:
     """Upload limit, the one folder of local files the app may serve (its examples), no fetching of URLs
-    on a user's behalf, an offline theme."""
+    on a user's behalf, an offline theme and the app's few style rules."""
     from starlette.middleware import Middleware
 
-    from omfa.app.blocks import theme
+    from omfa.app.blocks import CSS, theme
     from omfa.app.uploads import RefuseRemoteFiles
     from omfa.studio.context import EXAMPLES_DIR
 
@@ -64,6 +65,7 @@ def launch_kwargs() -> dict:
         "max_file_size": MAX_UPLOAD,
         "allowed_paths": [str(EXAMPLES_DIR)],
         "theme": theme(),
+        "css": CSS,
         "app_kwargs": {"middleware": [Middleware(RefuseRemoteFiles)]},
     }
 

@@ -72,8 +72,10 @@ class FileStore:
 
 
 class AppFiles:
-    """The app's two stores, shared by every session: streamed images and the Pose Studio's 3-D views."""
+    """The app's stores, shared by every session: streamed images, the Pose Studio's 3-D views and
+    the pose galleries' zips."""
 
     def __init__(self) -> None:
         self.images = FileStore(".png")
         self.models = FileStore(".glb", keep=32)
+        self.archives = FileStore(".zip", keep=16)
