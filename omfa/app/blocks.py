@@ -76,7 +76,8 @@ estimate of the clean image (Tweedie's formula) is what you see forming."""
 
 # The notices and upload checks stand out from the labels around them (passed to launch()).
 CSS = """
-.omfa-notice:not(:empty), .omfa-check:not(:empty) { padding: 4px 8px; border-left: 3px solid #d97706; }
+.omfa-notice:has(p), .omfa-check:has(p) { padding: 4px 8px; border-left: 3px solid #d97706; }
+#pose_gallery_views .caption-label { position: static; display: block; max-width: none; text-align: center; }
 """
 
 
@@ -92,10 +93,10 @@ def examples_path(name: str) -> str:
     return str(EXAMPLES_DIR / name)
 
 
-def advanced_settings() -> list[gr.components.Component]:
+def advanced_settings(tab: str) -> list[gr.components.Component]:
     """Steps, guidance, seed and scheduler in a closed accordion, in RunSettings.from_ui order."""
-    with gr.Accordion("Advanced", open=False):
-        steps = gr.Slider(1, MAX_STEPS, value=RunSettings.steps, step=1, label="Steps")
+    with gr.Accordion("Advanced", open=False, elem_id=f"{tab}_advanced"):
+        steps = gr.Slider(1, MAX_STEPS, value=RunSettings.steps, step=1, label="Steps", elem_id=f"{tab}_steps")
         guidance = gr.Slider(0, MAX_GUIDANCE, value=RunSettings.guidance, step=0.1, label="Guidance scale")
         seed = gr.Number(RunSettings.seed, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
         scheduler = gr.Dropdown(list(SCHEDULERS), value=RunSettings.scheduler, label="Scheduler")
@@ -282,13 +283,12 @@ class _Tab:
         status = outputs[outputs.index(note) + 2]
         images = [image for image, _ in results]
         if results:  # a new run shows results again (a stopped run relabelled them as previews)
-            run.click(
-                lambda: [gr.update(label=label) for _, label in results],
-                None,
-                images,
-                api_visibility="private",
-                queue=False,
-            )
+
+            def relabel() -> Any:
+                updates = [gr.update(label=label) for _, label in results]
+                return updates[0] if len(updates) == 1 else updates  # one output takes one value, not a list
+
+            run.click(relabel, None, images, api_visibility="private", queue=False)
         event = run.click(
             handler, inputs, outputs, api_name=api_name, concurrency_id="diffusion", show_progress="hidden"
         )  # the run's own progress bar and status line show it
@@ -352,7 +352,7 @@ class _Tab:
                     [(label, v) for v, label in GARMENT_SLOTS.items()], value="upper", label="Which garment"
                 )
                 picker = pose_picker(ctx)
-                settings = advanced_settings()
+                settings = advanced_settings("try_on")
                 run, stop = run_buttons("try_on")
             with gr.Column():
                 outputs = self._try_on_outputs("try_on")
@@ -404,7 +404,7 @@ class _Tab:
                 part = gr.Radio(
                     [("Top", "upper"), ("Bottom", "lower"), ("Both", "both")], value="upper", label="Take off"
                 )
-                settings = advanced_settings()
+                settings = advanced_settings("try_off")
                 run, stop = run_buttons("try_off")
             with gr.Column():
                 with gr.Row():
@@ -454,7 +454,7 @@ class _Tab:
                     top = self.upload("Top (flat, or worn by someone)", "outfit_top", "garment")
                     bottom = self.upload("Bottom (flat, or worn by someone)", "outfit_bottom", "garment")
                 picker = pose_picker(ctx)
-                settings = advanced_settings()
+                settings = advanced_settings("outfit")
                 run, stop = run_buttons("outfit")
             with gr.Column():
                 outputs = self._try_on_outputs("outfit")
@@ -509,7 +509,7 @@ class _Tab:
                     value=[0],
                     label=f"Turns in degrees, added to each pose's own view (at most {MAX_VIEWS} views in all)",
                 )
-                settings = advanced_settings()
+                settings = advanced_settings("pose_gallery")
                 run, stop = run_buttons("pose_gallery")
             with gr.Column():
                 # Views at a readable size (three to a row, the gallery as tall as its rows), each
@@ -571,5 +571,18 @@ def about(pipe: OMFAPipeline, card: ModelCard | None) -> str:
         f"{'pixel space' if pipe.vae is None else 'latent space'}, running on {pipe.device.type.upper()} "
         f"in {str(pipe.transformer.dtype).removeprefix('torch.')}."
     )
-    text = card.markdown if card is not None else "No model card was found next to the checkpoint."
-    return "\n\n".join([ABOUT, model, INPUTS, "---", "## Model card", text])
+    text = demote_headings(card.markdown, 2) if card is not None else "No model card was found next to the checkpoint."
+    return "\n\n".join([ABOUT, model, INPUTS, "## Model card", text])
+
+
+def demote_headings(markdown: str, levels: int) -> str:
+    """Markdown with every heading `levels` deeper (code blocks untouched): the card's own title
+    then sits under the About tab's "Model card" heading instead of above it."""
+    lines, fenced = [], False
+    for line in markdown.splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        elif not fenced and re.match(r"#{1,6} ", line):
+            line = "#" * levels + line
+        lines.append(line)
+    return "\n".join(lines)
