@@ -77,7 +77,6 @@ estimate of the clean image (Tweedie's formula) is what you see forming."""
 # The notices and upload checks stand out from the labels around them (passed to launch()).
 CSS = """
 .omfa-notice:has(p), .omfa-check:has(p) { padding: 4px 8px; border-left: 3px solid #d97706; }
-#pose_gallery_views .caption-label { position: static; display: block; max-width: none; text-align: center; }
 """
 
 
@@ -513,7 +512,7 @@ class _Tab:
                 run, stop = run_buttons("pose_gallery")
             with gr.Column():
                 # Views at a readable size (three to a row, the gallery as tall as its rows), each
-                # captioned with its pose and turn; all of them in one zip below.
+                # captioned with its pose and turn (on its lower edge); all of them in one zip below.
                 views = gr.Gallery(
                     label="Views",
                     columns=3,
