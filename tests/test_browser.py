@@ -211,6 +211,33 @@ def test_pose_studio_keeps_its_pose_on_a_photo_without_a_person(page, shots, cat
     assert figure.get_attribute("src") == before
     assert page.locator(".error").count() == 0  # no red Error badge on any view
     page.screenshot(path=str(shots / "pose_studio_no_person.png"), full_page=True)
+    # A pose copied from a person is no preset's: the preset box no longer names one.
+    preset = page.locator("#pose_studio_preset input")
+    assert preset.input_value() == "Relaxed stand"
+    page.reload(wait_until="domcontentloaded")  # a fresh session, its photo slot empty
+    page.get_by_role("tab", name="Pose Studio").click()
+    sync_api.expect(figure).to_be_visible(timeout=60_000)
+    page.locator("#pose_studio_photo input[type=file]").set_input_files(str(ROOT / "assets/examples/portrait.png"))
+    sync_api.expect(page.locator("#pose_studio_photo_check")).to_contain_text("Person found", timeout=30_000)
+    page.get_by_role("button", name="Copy the pose from the photo").click()
+    sync_api.expect(info).to_contain_text("From a photo", timeout=30_000)
+    sync_api.expect(preset).to_have_value("")
+    assert figure.get_attribute("src") != before
+    page.screenshot(path=str(shots / "pose_studio_copied.png"), full_page=True)
+
+
+def test_try_off_marks_a_bottom_it_cannot_see_as_a_guess(page, shots):
+    page.get_by_role("tab", name="Try-Off").click()
+    page.locator("#try_off_photo input[type=file]").set_input_files(str(ROOT / "assets/examples/astronaut.png"))
+    sync_api.expect(page.locator("#try_off_photo_check")).to_contain_text("Half-body photo", timeout=30_000)
+    page.get_by_role("radio", name="Both", exact=True).check()
+    set_steps(page, "try_off", 2)
+    page.locator("#try_off_run").click()
+    sync_api.expect(page.locator("#try_off_status textarea")).to_have_value(
+        re.compile("Try-off done"), timeout=RUN_S * 1000
+    )
+    sync_api.expect(page.locator("#try_off_notice")).to_contain_text("The bottom is the model's guess")
+    page.screenshot(path=str(shots / "try_off_guess.png"), full_page=True)
 
 
 def test_the_model_card_renders_in_about(page, shots):

@@ -34,8 +34,8 @@ def check_upload(ctx: StudioContext, path: str | None, role: str) -> tuple[Any, 
     icon) and the message says what is wrong with it; a readable one is prepared as Run will
     prepare it (cached, so Run does not do it again) and the message says what was found.
     """
-    if path is None:
-        return gr.skip(), ""
+    if path is None:  # emptied (by the check itself, after a broken file): its message stays
+        return gr.skip(), gr.skip()
     try:
         load_image(path)
     except ImageInputError as error:
@@ -64,7 +64,8 @@ def checked_upload(ctx: StudioContext, label: str, elem_id: str, role: str, **kw
     def check(path: str | None) -> tuple[Any, str]:
         return check_upload(ctx, path, role)
 
-    # A concurrency group of its own: a check (under a second) does not wait for a diffusion run.
-    widget.upload(check, widget, [widget, message], api_visibility="private", concurrency_id="uploads")
+    # On every new value (an upload, a pasted image, an example), in a concurrency group of its own:
+    # a check (under a second) does not wait for a diffusion run.
+    widget.change(check, widget, [widget, message], api_visibility="private", concurrency_id="uploads")
     widget.clear(lambda: "", None, message, api_visibility="private", queue=False)
     return widget

@@ -139,7 +139,7 @@ def build_pose_studio(ctx: StudioContext, files: AppFiles, state: gr.State) -> N
     with gr.Row():
         with gr.Column(scale=1):
             gallery = preset_gallery(ctx, "Presets: click one to start from it", columns=3)
-            preset = gr.Dropdown(preset_choices(ctx), value=initial.name, label="Preset")
+            preset = gr.Dropdown(preset_choices(ctx), value=initial.name, label="Preset", elem_id="pose_studio_preset")
             photo = checked_upload(ctx, "Pose from a photo (one person)", "pose_studio_photo", "pose", height=220)
             from_photo = gr.Button("Copy the pose from the photo")
             gr.Examples(
