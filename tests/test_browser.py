@@ -151,6 +151,8 @@ def set_steps(page, tab: str, steps: int) -> None:
         page.locator(f"#{tab}_advanced").get_by_text("Advanced").click()
     box.fill(str(steps))
     box.press("Enter")
+    box.blur()
+    sync_api.expect(box).to_have_value(str(steps))
 
 
 def test_stop_says_where_it_stopped_and_a_real_photo_is_flagged(page, shots):
@@ -262,15 +264,20 @@ def test_the_model_card_renders_in_about(page, shots):
 def test_pose_gallery_views_at_a_useful_size_with_a_download(page, shots):
     page.get_by_role("tab", name="Pose Gallery").click()
     page.locator("#pose_gallery_portrait input[type=file]").set_input_files(str(ROOT / "assets/examples/portrait.png"))
+    page.get_by_role("checkbox", name="+90", exact=True).check()  # A-pose and walking, turns 0 and 90
     set_steps(page, "pose_gallery", 2)
     page.locator("#pose_gallery_run").click()
     status = page.locator("#pose_gallery_status textarea")
-    sync_api.expect(status).to_have_value(re.compile(r"2 views done"), timeout=RUN_S * 1000)
+    sync_api.expect(status).to_have_value(re.compile(r"4 views done"), timeout=RUN_S * 1000)
     views = page.locator("#pose_gallery_views img")
-    sync_api.expect(views).to_have_count(2)
-    widths = [views.nth(k).bounding_box()["width"] for k in range(2)]
-    assert min(widths) >= 200, widths
-    for caption in ("A-pose, turn 0", "Walking, turn 0"):
+    sync_api.expect(views).to_have_count(4)
+    page.wait_for_timeout(500)  # let the last view lay out
+    boxes = [views.nth(k).bounding_box() for k in range(4)]
+    assert min(box["width"] for box in boxes) >= 250, boxes  # not thumbnails
+    # The gallery is as tall as its views: no large empty area under them.
+    gallery = page.locator("#pose_gallery_views").bounding_box()
+    assert gallery["y"] + gallery["height"] - max(box["y"] + box["height"] for box in boxes) < 80, (gallery, boxes)
+    for caption in ("A-pose, turn 0", "A-pose, turn 90", "Walking, turn 0", "Walking, turn 90"):
         sync_api.expect(page.locator("#pose_gallery_views").get_by_text(caption)).to_be_visible()
-    sync_api.expect(page.locator("#pose_gallery_zip")).to_contain_text(".zip")
+    sync_api.expect(page.locator("#pose_gallery_zip")).to_contain_text("pose_gallery.zip")
     page.screenshot(path=str(shots / "pose_gallery.png"), full_page=True)

@@ -161,7 +161,7 @@ def views_zip(gallery: Sequence[tuple[np.ndarray, str]], files: FileStore) -> st
             png = io.BytesIO()
             Image.fromarray(display(image)).save(png, format="PNG")
             archive.writestr(f"{k:02d}_{name}.png", png.getvalue())
-    return files.write(buffer.getvalue())
+    return files.write(buffer.getvalue(), name="pose_gallery")
 
 
 def stream_frames(
@@ -511,11 +511,11 @@ class _Tab:
                 settings = advanced_settings("pose_gallery")
                 run, stop = run_buttons("pose_gallery")
             with gr.Column():
-                # Views at a readable size (three to a row, the gallery as tall as its rows), each
+                # Views at a readable size (two to a row, the gallery as tall as its rows), each
                 # captioned with its pose and turn (on its lower edge); all of them in one zip below.
                 views = gr.Gallery(
                     label="Views",
-                    columns=3,
+                    columns=2,
                     height="auto",
                     object_fit="contain",
                     format="png",

@@ -18,7 +18,7 @@ from omfa.app.errors import log
 from omfa.app.uploads import ImageUpload, image_upload
 from omfa.imaging import ImageInputError, load_image
 from omfa.studio.context import StudioContext
-from omfa.studio.runs import input_notes, sentence
+from omfa.studio.runs import TRY_OFF_EXPECT, input_notes, sentence
 
 
 def notice_text(notes: Sequence[str]) -> str:
@@ -52,7 +52,10 @@ def check_upload(ctx: StudioContext, path: str | None, role: str) -> tuple[Any, 
     except ValueError as error:
         log.warning("user error in upload (%s): %s", role, sentence(error))
         return gr.skip(), f"**This photo will not work:** {sentence(error)}"
-    notes = input_notes(ctx, person, role, whole_body=role == "portrait")
+    if role == "photo":
+        notes = input_notes(ctx, person, role, whole_body=False, expect=TRY_OFF_EXPECT)
+    else:
+        notes = input_notes(ctx, person, role, whole_body=True)
     return gr.skip(), "\n\n".join([person.info, notice_text(notes)]).strip()
 
 

@@ -49,11 +49,14 @@ class FileStore:
         self._order: OrderedDict[Path, None] = OrderedDict()
         self._lock = threading.Lock()
 
-    def write(self, data: bytes) -> str:
-        """Store `data` (unless already there) and return its path."""
-        path = self.folder / f"{hashlib.blake2b(data, digest_size=12).hexdigest()}{self.suffix}"
+    def write(self, data: bytes, name: str | None = None) -> str:
+        """Store `data` (unless already there) and return its path; a `name` (without the suffix) is
+        the file's name as a browser downloads it, in a folder named by the content."""
+        digest = hashlib.blake2b(data, digest_size=12).hexdigest()
+        path = self.folder / f"{digest}{self.suffix}" if name is None else self.folder / digest / f"{name}{self.suffix}"
         with self._lock:
             if path not in self._order:
+                path.parent.mkdir(exist_ok=True)
                 temporary = path.with_name(path.name + ".part")
                 temporary.write_bytes(data)
                 temporary.replace(path)  # atomic: a reader sees the whole file or none
@@ -62,6 +65,8 @@ class FileStore:
             while len(self._order) > self.keep:
                 old, _ = self._order.popitem(last=False)
                 old.unlink(missing_ok=True)
+                if old.parent != self.folder and not any(old.parent.iterdir()):
+                    old.parent.rmdir()
         return str(path)
 
     def png(self, image: np.ndarray) -> str:

@@ -41,6 +41,10 @@ MAX_VIEWS = 12
 STAGE_LABELS: dict[str, str] = {"try_off": "Extracting the garment (try-off)", "try_on": "Try-on"}
 
 
+# What a model trained on renders makes of a real photo in try-off (see `input_notes`).
+TRY_OFF_EXPECT = "shop images in the garments' main colours and a generic cut, not their details or prints"
+
+
 class RunInputError(ValueError):
     """A combination of inputs that a run cannot use; the message is meant for the user."""
 
@@ -131,12 +135,20 @@ def _play(run: _Run, labels: Sequence[str], steps: Iterator[Preview]) -> Iterato
         steps.close()  # a stopped run stops sampling (also when sampling runs in a GPU worker)
 
 
-def input_notes(ctx: StudioContext, person: PreparedPortrait, what: str, *, whole_body: bool) -> list[str]:
+def input_notes(
+    ctx: StudioContext,
+    person: PreparedPortrait,
+    what: str,
+    *,
+    whole_body: bool,
+    expect: str = "the garments' main colours on a generic figure, not this person's face or the garments' details",
+) -> list[str]:
     """What the user should know about a prepared photo before trusting the result.
 
     A real photo given to a model whose card says it was trained on renders, and (when the
     target pose shows the whole body) a photo that shows only part of it: the model then
-    invents what it has not seen. `what` names the upload ("portrait", "garment photo").
+    invents what it has not seen. `what` names the upload ("portrait", "garment photo"), `expect`
+    says what such a model makes of a real photo.
     """
     notes = []
     card = ctx.card
@@ -144,9 +156,8 @@ def input_notes(ctx: StudioContext, person: PreparedPortrait, what: str, *, whol
         trained_on = card.training_description or "rendered people, not photographs"
         notes.append(
             f"The {what} looks like a real photograph (a face or a real background was found), but the "
-            f"loaded model was trained only on {trained_on}. Expect the garments' main colours on a generic "
-            "figure, not this person's face or the garments' details. For results that keep the person, "
-            "start the app with a checkpoint trained on photos: `python app.py --model DIR`."
+            f"loaded model was trained only on {trained_on}. Expect {expect}. For results that keep the "
+            "person, start the app with a checkpoint trained on photos: `python app.py --model DIR`."
         )
     if whole_body and not person.full_body:
         notes.append(
@@ -241,7 +252,7 @@ def stream_try_off(ctx: StudioContext, dressed: Any, which: str, settings: RunSe
     yield run.frame("Preparing the photo...")
     person = ctx.portrait(dressed, "photo")  # "no person found in the photo": what was found, not a guess
     run.notes.extend(check_lower_visible(person, which, "photo"))
-    run.notes.extend(input_notes(ctx, person, "photo", whole_body=False))
+    run.notes.extend(input_notes(ctx, person, "photo", whole_body=False, expect=TRY_OFF_EXPECT))
     run.images["reference"] = person.image
     stages = [Stage(task, {"reference": person.image}, "try_off")]
     yield from _play(run, ["Try-off"], ctx.sample(stages, settings))
