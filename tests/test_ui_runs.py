@@ -11,7 +11,7 @@ import pytest
 import torch
 from engine_helpers import tiny_model
 
-from omfa.app.blocks import stream_frames
+from omfa.app.blocks import stopped, stream_frames
 from omfa.app.files import AppFiles
 from omfa.diffusion import make_scheduler
 from omfa.imaging import ImageInputError
@@ -300,3 +300,14 @@ def test_try_off_of_a_bottom_the_photo_does_not_show(ctx):
     (note,) = list(stream_try_off(ctx, ASTRONAUT, "both", RunSettings(steps=1)))[-1].notes
     assert note.startswith("The bottom is the model's guess")
     assert list(stream_try_off(ctx, DRESSED, "lower", RunSettings(steps=1)))[-1].notes == ()
+
+
+def test_what_stop_says():
+    status, note = stopped("Try-on: step 33/100", "**Note:** a real photo.")
+    assert status == "Stopped at step 33 of 100"
+    assert note.startswith("**Stopped:** the image shown is the preview at step 33 of 100") and "a real photo" in note
+    assert (
+        stopped("View 2/4 (A-pose, turn 0): step 3/10", "")[0] == "Stopped at step 3 of 10 (View 2/4 (A-pose, turn 0))"
+    )
+    assert stopped("Preparing the portrait and the garments...", "") == ("Stopped before the first step", "")
+    assert stopped("Try-on done in 1.2 s", "") == ("Try-on done in 1.2 s", "")  # nothing under way: unchanged

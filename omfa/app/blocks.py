@@ -135,9 +135,12 @@ _STEP = re.compile(r"^(?P<what>.*): step (?P<k>\d+)/(?P<n>\d+)$")
 
 def stopped(status: str, note: str) -> tuple[str, str]:
     """Status and notice after Stop: "Stopped at step k of N" and the image marked as a preview.
-    A status that is not a step (a finished or failed run, nothing run yet) is left as it is."""
+    A run stopped while it prepared its inputs says so; a finished or failed run, or none, is left
+    as it is."""
     match = _STEP.match(status or "")
     if match is None:
+        if (status or "").startswith(("Preparing", "Ready")):
+            return "Stopped before the first step", note
         return status, note
     k, n, what = match["k"], match["n"], match["what"]
     where = "" if what in ("Try-on", "Try-off") else f" ({what})"
@@ -296,6 +299,8 @@ class _Tab:
             status_now, note_now = stopped(current, current_note)
             if status_now == current:  # nothing was under way
                 return [gr.skip()] * (2 + len(results))
+            if not status_now.startswith("Stopped at step"):  # stopped before any preview
+                return [status_now, note_now, *(gr.skip() for _ in results)]
             k = status_now.split()[3]
             return [status_now, note_now, *(gr.update(label=f"{label}: preview at step {k}") for _, label in results)]
 
