@@ -198,6 +198,13 @@ def test_bad_uploads_are_reported_when_they_arrive(page, shots, cat, tmp_path):
     page.locator("#try_on_run").click()
     sync_api.expect(page.locator("#try_on_status textarea")).to_have_value(re.compile(r"^Not run: "), timeout=30_000)
     page.screenshot(path=str(shots / "run_refused.png"), full_page=True)
+    # The Outfit tab's garment slots are checked too.
+    page.get_by_role("tab", name="Outfit").click()
+    page.locator("#outfit_top input[type=file]").set_input_files(cat)
+    page.locator("#outfit_bottom input[type=file]").set_input_files(str(ROOT / "assets/examples/bottom.png"))
+    sync_api.expect(page.locator("#outfit_top_check")).to_contain_text("No garment found", timeout=30_000)
+    sync_api.expect(page.locator("#outfit_bottom_check")).to_contain_text("Flat garment", timeout=30_000)
+    page.screenshot(path=str(shots / "outfit_checked.png"), full_page=True)
 
 
 def test_pose_studio_keeps_its_pose_on_a_photo_without_a_person(page, shots, cat):

@@ -61,8 +61,9 @@ def check_upload(ctx: StudioContext, path: str | None, role: str) -> tuple[Any, 
 
 def checked_upload(ctx: StudioContext, label: str, elem_id: str, role: str, **kwargs: Any) -> ImageUpload:
     """An upload widget with its check (`check_upload`) shown under it as soon as a file arrives."""
-    widget = image_upload(label, elem_id=elem_id, **kwargs)
-    message = gr.Markdown("", elem_id=f"{elem_id}_check", elem_classes=["omfa-check"])
+    with gr.Column(min_width=160):  # the message under its widget, also when widgets sit side by side
+        widget = image_upload(label, elem_id=elem_id, **kwargs)
+        message = gr.Markdown("", elem_id=f"{elem_id}_check", elem_classes=["omfa-check"])
 
     def check(path: str | None) -> tuple[Any, str]:
         return check_upload(ctx, path, role)
