@@ -161,10 +161,17 @@ def input_notes(
         )
     if whole_body and not person.full_body:
         notes.append(
-            f"The {what} shows the person only down to the {person.visible_to}; the target pose shows the "
-            "whole body, so the model invents the rest. Upload a full-body photo (head to feet) for a better result."
+            f"The {what} {_shows(person)}; the target pose shows the whole body, so the model invents "
+            "the rest. Upload a full-body photo (head to feet) for a better result."
         )
     return notes
+
+
+def _shows(person: PreparedPortrait) -> str:
+    """How much of the person a photo shows, for a note: "shows the person only down to the hips"."""
+    if person.visible_to in ("ankles", "feet"):  # feet found, but the body runs off the photo's lower edge
+        return "shows the person cut off at the photo's lower edge"
+    return f"shows the person only down to the {person.visible_to}"
 
 
 def check_lower_visible(person: PreparedPortrait, which: str, what: str) -> list[str]:
@@ -172,7 +179,7 @@ def check_lower_visible(person: PreparedPortrait, which: str, what: str) -> list
     bottom is a guess. `which` is "upper", "lower" or "both"."""
     if which == "upper" or person.lower_body_visible:
         return []
-    seen = f"the {what} shows the person only down to the {person.visible_to}"
+    seen = f"the {what} {_shows(person)}"
     if which == "lower":
         raise RunInputError(
             f"{seen}, so the bottom is not visible and would be invented; upload a photo down to at least "
