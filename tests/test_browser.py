@@ -149,9 +149,13 @@ def set_steps(page, tab: str, steps: int) -> None:
     box = page.locator(f"#{tab}_steps input[type=number]")
     if not box.is_visible():
         page.locator(f"#{tab}_advanced").get_by_text("Advanced").click()
-    box.fill(str(steps))
-    box.press("Enter")
-    box.blur()
+    for _ in range(3):  # a widget re-rendered while the accordion opens may drop the first fill
+        box.fill(str(steps))
+        box.press("Enter")
+        box.blur()
+        page.wait_for_timeout(200)
+        if box.input_value() == str(steps):
+            break
     sync_api.expect(box).to_have_value(str(steps))
 
 
@@ -271,6 +275,7 @@ def test_the_model_card_renders_in_about(page, shots):
 def test_pose_gallery_views_at_a_useful_size_with_a_download(page, shots):
     page.get_by_role("tab", name="Pose Gallery").click()
     page.locator("#pose_gallery_portrait input[type=file]").set_input_files(str(ROOT / "assets/examples/portrait.png"))
+    sync_api.expect(page.locator("#pose_gallery_portrait_check")).to_contain_text("Whole body found", timeout=30_000)
     page.get_by_role("checkbox", name="+90", exact=True).check()  # A-pose and walking, turns 0 and 90
     set_steps(page, "pose_gallery", 2)
     page.locator("#pose_gallery_run").click()
