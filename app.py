@@ -56,6 +56,7 @@ def build(
     from omfa.app.blocks import create_demo
     from omfa.app.hosting import HostingLimits
     from omfa.pipeline import DEFAULT_MODEL_DIR, OMFAPipeline
+    from omfa.studio.card import ModelCard
     from omfa.studio.context import StudioContext
     from omfa.studio.settings import RunSettings
 
@@ -63,10 +64,10 @@ def build(
     pipe = OMFAPipeline.load(path, precision=precision or os.environ.get("OMFA_PRECISION", "auto"))
     if compile_enabled(compile_mode or os.environ.get("OMFA_COMPILE", "auto"), pipe.device) and spaces is None:
         pipe.compile(guidance_scale=RunSettings.guidance)  # every task, in the background
-    context = StudioContext(pipe, gpu=gpu_decorator())
+    # The card says what the model was trained on: the runs' notices compare each upload with it.
+    context = StudioContext(pipe, gpu=gpu_decorator(), card=ModelCard.read(path))
     context.warm_up()
-    card = path / "README.md"
-    demo = create_demo(pipe, model_card=card.read_text(encoding="utf-8") if card.is_file() else None, context=context)
+    demo = create_demo(pipe, context=context)
     limits = HostingLimits.from_env()
     # One run at a time on a CPU (a second would only halve the speed of both); two on a GPU. The sizes of
     # the queues and what one client may hold in them are the guarded queue's; direct /run/ calls, which
@@ -79,12 +80,12 @@ def build(
 def launch_kwargs() -> dict:
     """Upload limit, the one folder of local files the app may serve (its examples), the hosting guard
     (body sizes, upload quotas, no fetching of URLs on a user's behalf, run ownership, the routes a
-    public app does not serve), short answers to malformed requests, an offline theme."""
+    public app does not serve), short answers to malformed requests, an offline theme and the app's
+    few style rules."""
     from fastapi.exceptions import RequestValidationError
     from starlette.middleware import Middleware
 
-    from omfa.app.blocks import theme
-    from omfa.app.files import CSS
+    from omfa.app.blocks import CSS, theme
     from omfa.app.hosting import HostingGuard, HostingLimits, invalid_request
     from omfa.studio.context import EXAMPLES_DIR
 

@@ -98,3 +98,15 @@ def test_bad_input_is_one_sentence_and_exit_code_2(checkpoint, tmp_path, capsys)
 def test_unknown_command_lists_the_commands(capsys):
     assert main(["dance"]) == 2
     assert "tryon" in capsys.readouterr().err
+
+
+def test_notes_about_the_inputs_are_printed(checkpoint, tmp_path, capsys):
+    (checkpoint / "README.md").write_text(
+        "---\ntraining_data:\n  kind: renders\n  description: rendered mannequins\n---\n# A tiny model\n"
+    )
+    args = ["tryon", "--portrait", str(EXAMPLES / "astronaut.png"), "--top", str(EXAMPLES / "top.png")]
+    code = main([*args, "--out", str(tmp_path / "x.png"), "--model", str(checkpoint), "--steps", "1", "--quiet"])
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("note: ")]
+    assert code == 0 and len(notes) == 2
+    assert "real photograph" in notes[0] and "trained only on rendered mannequins" in notes[0]
+    assert "only down to the shoulders" in notes[1]

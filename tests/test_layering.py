@@ -9,7 +9,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 OMFA = ROOT / "omfa"
-STUDIO_MODULES = ("omfa.studio.context", "omfa.studio.runs", "omfa.studio.settings", "omfa.studio.cli")
+STUDIO_MODULES = (
+    "omfa.studio.card",
+    "omfa.studio.context",
+    "omfa.studio.runs",
+    "omfa.studio.settings",
+    "omfa.studio.cli",
+)
 # What serves a request (the app, the studio, the pipeline, the preprocessing) needs nothing of omfa.data.
 RUNTIME = [OMFA / "studio", OMFA / "app", OMFA / "imaging", OMFA / "pipeline.py", ROOT / "app.py"]
 

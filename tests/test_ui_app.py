@@ -6,8 +6,10 @@ saved to a temporary folder (the same loading path: `app.build(folder)`).
 
 from __future__ import annotations
 
+import io
 import socket
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +19,7 @@ from PIL import Image
 
 from omfa.diffusion import make_scheduler
 from omfa.pipeline import DEFAULT_MODEL_DIR, OMFAPipeline
+from omfa.studio.card import ModelCard
 from omfa.studio.context import EXAMPLES_DIR
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,13 +49,27 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory):
-    demo = app.build(model_folder(tmp_path_factory.mktemp("model")))
+def folder(tmp_path_factory) -> Path:
+    return model_folder(tmp_path_factory.mktemp("model"))
+
+
+@pytest.fixture(scope="module")
+def client(folder):
+    demo = app.build(folder)
     _, url, _ = demo.launch(
         server_name="127.0.0.1", server_port=free_port(), prevent_thread_lock=True, quiet=True, **app.launch_kwargs()
     )
     yield gradio_client.Client(url, verbose=False)
     demo.close()
+
+
+@pytest.fixture(scope="module")
+def cat(tmp_path_factory) -> str:
+    """A photo with no garment and no person in it: scikit-image's public-domain cat (Chelsea)."""
+    data = pytest.importorskip("skimage.data")
+    path = tmp_path_factory.mktemp("photos") / "cat.png"
+    Image.fromarray(data.chelsea()).save(path)
+    return str(path)
 
 
 def file(path: str) -> dict:
@@ -80,8 +97,9 @@ def test_try_on_streams_one_preview_per_step_then_the_final_image(client):
     assert all(p.shape == (128, 96, 3) for p in previews)
     assert not np.array_equal(previews[0], previews[-1])
     np.testing.assert_array_equal(pixels(outputs[-1][0]), previews[-1])  # the final image is the last preview
-    result, reference, top, bottom, pose, percent, _ = outputs[-1]
+    result, reference, top, bottom, pose, notice, percent, _ = outputs[-1]
     assert reference and top and pose and bottom is None and percent == 100
+    assert notice == ""  # a render of the fitting room, whole body: nothing to warn about
     assert [out[-2] for out in steps] == [25, 50, 75, 100]  # the progress bar, in percent
     assert pixels(pose)[0, 0].tolist() == [0, 0, 0]  # a pose map on black
 
@@ -99,7 +117,7 @@ def test_same_seed_same_image_other_seed_another(client):
 def test_try_off_of_both_garments(client):
     outputs = run(client, "/try_off", file(DRESSED), "both", 3, 2.0, 0, "euler")
     assert [out[-1] for out in outputs if "step" in out[-1]] == [f"Try-off: step {k}/3" for k in range(1, 4)]
-    upper, lower, reference, _, status = outputs[-1]
+    upper, lower, reference, _, _, status = outputs[-1]
     assert pixels(upper).shape == pixels(lower).shape == (128, 96, 3) and status.startswith("Try-off done")
 
 
@@ -116,16 +134,28 @@ def test_outfit_with_a_top_and_a_bottom(client):
     outputs = run(
         client, "/outfit", file(PORTRAIT), file(TOP), file(BOTTOM), "preset", "runway_stride", 0, 2, 2.0, 0, "ddim"
     )
-    result, reference, top, bottom, pose, _, status = outputs[-1]
+    result, reference, top, bottom, pose, _, _, status = outputs[-1]
     assert result and top and bottom and status.startswith("Try-on done")
 
 
 def test_pose_gallery_of_four_views(client):
     outputs = run(client, "/pose_gallery", file(PORTRAIT), ["a_pose", "side_view"], [0, 90], 2, 2.0, 0, "ddim")
-    sizes = [len(out[4] or []) for out in outputs]
+    sizes = [len(out[5] or []) for out in outputs]
     assert sizes == sorted(sizes) and sizes[-1] == 4 and {1, 2, 3} <= set(sizes)
-    captions = [item["caption"] for item in outputs[-1][4]]
+    captions = [item["caption"] for item in outputs[-1][5]]
     assert captions == ["A-pose, turn 0", "A-pose, turn 90", "Side view, turn 0", "Side view, turn 90"]
+    # All views in one download, named by order, pose and turn, at the size shown.
+    assert all(out[6] is None for out in outputs[:-1])
+    with zipfile.ZipFile(outputs[-1][6]) as archive:
+        names = archive.namelist()
+        assert names == [
+            "01_a-pose_turn_0.png",
+            "02_a-pose_turn_90.png",
+            "03_side_view_turn_0.png",
+            "04_side_view_turn_90.png",
+        ]
+        first = np.asarray(Image.open(io.BytesIO(archive.read(names[0]))).convert("RGB"))
+    np.testing.assert_array_equal(first, pixels(outputs[-1][5][0]["image"]))
 
 
 def test_a_real_photograph_as_portrait(client):
@@ -156,3 +186,65 @@ def test_pose_studio_endpoints(client):
     bent = client.predict("left_elbow", 0, -120, 0, api_name="/pose_joint")
     assert bent[5]["value"] == -120 and bent[5]["minimum"] == -150  # slider updates carry their range
     assert "T pose" in bent[7]
+
+
+def test_a_real_photo_gets_a_notice_from_the_models_card(client, folder):
+    card = ModelCard.read(folder)
+    outputs = run(client, "/try_on", file(ASTRONAUT), file(TOP), "upper", "preset", "a_pose", 0, 1, 2.0, 0, "ddim")
+    notice = outputs[-1][5]
+    # A head-and-shoulders photo for a whole-body pose: said next to the result, with the fix.
+    assert "only down to the shoulders" in notice and "full-body photo" in notice
+    if card is not None and card.trained_on_renders:  # the shipped card says what the model was trained on
+        assert "real photograph" in notice and card.training_description in notice and "--model" in notice
+
+
+def test_a_photo_without_a_garment_is_refused_and_try_off_says_no_person(client, cat):
+    with pytest.raises(gradio_client.exceptions.AppError, match="No garment found in the garment photo: it shows no"):
+        run(client, "/try_on", file(PORTRAIT), file(cat), "upper", "preset", "a_pose", 0, 1, 2.0, 0, "ddim")
+    with pytest.raises(gradio_client.exceptions.AppError, match="No person found in the photo"):
+        run(client, "/try_off", file(cat), "upper", 1, 2.0, 0, "ddim")
+    with pytest.raises(gradio_client.exceptions.AppError, match="No person found in the photo"):
+        run(client, "/try_off", file(TOP), "upper", 1, 2.0, 0, "ddim")  # a garment alone: no person, no guess
+
+
+def test_a_failed_run_says_so_in_its_status(client):
+    job = client.submit(file(TOP), file(TOP), "upper", "preset", "a_pose", 0, 1, 2.0, 0, "ddim", api_name="/try_on")
+    with pytest.raises(gradio_client.exceptions.AppError):
+        job.result()
+    assert job.outputs()[-1][-1].startswith("Not run: No person found in the portrait")
+
+
+def test_try_off_of_a_bottom_the_photo_does_not_show(client):
+    with pytest.raises(gradio_client.exceptions.AppError, match="the bottom is not visible and would be invented"):
+        run(client, "/try_off", file(ASTRONAUT), "lower", 1, 2.0, 0, "ddim")
+    upper, lower, _, notice, _, status = run(client, "/try_off", file(ASTRONAUT), "both", 1, 2.0, 0, "ddim")[-1]
+    assert upper and lower and status.startswith("Try-off done")
+    assert "The bottom is the model's guess" in notice and "down to the shoulders" in notice
+
+
+def test_a_user_error_is_one_log_line(client, cat, capfd, caplog):
+    capfd.readouterr()
+    with caplog.at_level("WARNING", logger="omfa.app"):
+        with pytest.raises(gradio_client.exceptions.AppError):
+            run(client, "/try_on", file(TOP), file(TOP), "upper", "preset", "a_pose", 0, 1, 2.0, 0, "ddim")
+        with pytest.raises(gradio_client.exceptions.AppError):
+            run(client, "/try_off", file(cat), "upper", 1, 2.0, 0, "ddim")
+    assert "Traceback" not in capfd.readouterr().err  # Gradio printed none
+    assert [record.getMessage() for record in caplog.records if record.name == "omfa.app"] == [
+        "user error in try_on: No person found in the portrait; upload a photo of one person seen from the front, "
+        "at least from the head down to the chest",
+        "user error in try_off: No person found in the photo; upload a photo of one person seen from the front, "
+        "at least from the head down to the chest",
+    ]
+
+
+def test_copying_the_pose_of_a_photo_without_a_person_keeps_the_pose(client, cat):
+    client.predict("t_pose", "left_elbow", api_name="/pose_preset")
+    *kept, info, preset = client.predict(file(cat), "left_elbow", api_name="/pose_from_photo")
+    assert all(value == {"__type__": "update"} for value in kept + [preset])  # nothing replaced by an error
+    assert info.startswith("**T pose**") and "Could not copy a pose: No person found in the photo" in info
+    # A copied pose is no preset's: the preset box is emptied, and emptying it loads nothing.
+    *_, info, preset = client.predict(file(PORTRAIT), "left_elbow", api_name="/pose_from_photo")
+    assert preset is None and info.startswith("**From a photo**")
+    turned = client.predict("left_elbow", 45, api_name="/pose_yaw")
+    assert "From a photo" in turned[-1]

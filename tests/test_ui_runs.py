@@ -11,12 +11,13 @@ import pytest
 import torch
 from engine_helpers import tiny_model
 
-from omfa.app.blocks import stream_frames
-from omfa.app.files import FileStore
+from omfa.app.blocks import stopped, stream_frames
+from omfa.app.files import AppFiles
 from omfa.diffusion import make_scheduler
 from omfa.imaging import ImageInputError
 from omfa.pipeline import OMFAPipeline
 from omfa.pose.presets import get_preset
+from omfa.studio.card import ModelCard, ModelCardError
 from omfa.studio.context import EXAMPLES_DIR, StudioContext
 from omfa.studio.runs import (
     MAX_VIEWS,
@@ -31,7 +32,16 @@ from omfa.studio.runs import (
 )
 from omfa.studio.settings import RunSettings, SettingsError
 
-PORTRAIT, TOP, DRESSED = (str(EXAMPLES_DIR / name) for name in ("portrait.png", "top.png", "dressed.png"))
+PORTRAIT, TOP, BOTTOM, DRESSED, ASTRONAUT = (
+    str(EXAMPLES_DIR / name) for name in ("portrait.png", "top.png", "bottom.png", "dressed.png", "astronaut.png")
+)
+RENDERS_CARD = """---
+training_data:
+  kind: renders
+  description: rendered mannequins only
+---
+# A card
+"""
 
 
 @pytest.fixture(scope="module")
@@ -159,7 +169,7 @@ def test_garment_choices_that_cannot_work_say_why(ctx):
         list(stream_try_on(ctx, PORTRAIT, [(None, "upper")], PoseChoice(), RunSettings(steps=1)))
     with pytest.raises(ImageInputError, match="no person found in the portrait"):
         list(stream_try_on(ctx, TOP, [(TOP, "upper")], PoseChoice(), RunSettings(steps=1)))
-    with pytest.raises(ImageInputError, match="try-off needs a photo of a person wearing it"):
+    with pytest.raises(ImageInputError, match="no person found in the photo"):
         list(stream_try_off(ctx, TOP, "upper", RunSettings(steps=1)))
 
 
@@ -243,8 +253,62 @@ def test_renders_from_many_threads_agree(ctx):
 def test_stop_closes_the_run_within_one_step(ctx):
     # The Stop button closes the handler's generator; the run and its sampler must close with it.
     run = stream_try_on(ctx, PORTRAIT, [(TOP, "upper")], PoseChoice(), RunSettings(steps=50))
-    outputs = stream_frames(lambda: run, ("result",), FileStore(".png"), lambda *args, **kwargs: None)
+    outputs = stream_frames(lambda: run, ("result",), AppFiles(), lambda *args, **kwargs: None)
     statuses = [next(outputs)[-1] for _ in range(4)]
     assert statuses[-1] == "Try-on: step 2/50"
     outputs.close()
     assert inspect.getgeneratorstate(run) == inspect.GEN_CLOSED
+
+
+def test_notices_come_from_what_the_models_card_says(ctx):
+    def notes(card: ModelCard | None, portrait: str) -> tuple[str, ...]:
+        ctx.card = card
+        try:
+            return list(stream_try_on(ctx, portrait, [(TOP, "upper")], PoseChoice(), RunSettings(steps=1)))[-1].notes
+        finally:
+            ctx.card = None
+
+    renders = ModelCard.parse(RENDERS_CARD)
+    assert renders.markdown == "# A card" and renders.trained_on_renders
+    real, bust = notes(renders, ASTRONAUT)
+    assert "real photograph" in real and "trained only on rendered mannequins only" in real and "--model" in real
+    assert "only down to the shoulders" in bust and "full-body photo" in bust
+    # A model trained on photos, or a card that says nothing: no claim about real photos.
+    photos = ModelCard.parse(RENDERS_CARD.replace("renders", "photos"))
+    assert [n for n in notes(photos, ASTRONAUT) if "real photograph" in n] == []
+    assert [n for n in notes(None, ASTRONAUT) if "real photograph" in n] == []
+    assert notes(renders, PORTRAIT) == ()  # a render of the fitting room, head to feet
+    with pytest.raises(ModelCardError, match="training_data.kind is 'video'; use one of renders, photos"):
+        ModelCard.parse(RENDERS_CARD.replace("renders", "video"))
+
+
+def test_photos_without_a_garment_are_refused_as_garments(ctx):
+    """A garment photo needs a person wearing it or one object on a plain background: scikit-image's
+    public-domain cat, coffee cup and rocket launch are refused; the shipped garments are accepted."""
+    data = pytest.importorskip("skimage.data")
+    for name in ("chelsea", "coffee", "rocket"):
+        with pytest.raises(ImageInputError, match="it shows no person, and no single object on a plain background"):
+            ctx.garment(getattr(data, name)())
+    assert ctx.garment(TOP).kind == ctx.garment(BOTTOM).kind == "flat"
+    assert ctx.garment(data.astronaut()).kind == "person"
+
+
+def test_try_off_of_a_bottom_the_photo_does_not_show(ctx):
+    with pytest.raises(RunInputError, match="only down to the shoulders, so the bottom is not visible"):
+        list(stream_try_off(ctx, ASTRONAUT, "lower", RunSettings(steps=1)))
+    with pytest.raises(RunInputError, match="only down to the shoulders, so the bottom is not visible"):
+        list(stream_try_on(ctx, PORTRAIT, [(ASTRONAUT, "lower")], PoseChoice(), RunSettings(steps=1)))
+    (note,) = list(stream_try_off(ctx, ASTRONAUT, "both", RunSettings(steps=1)))[-1].notes
+    assert note.startswith("The bottom is the model's guess")
+    assert list(stream_try_off(ctx, DRESSED, "lower", RunSettings(steps=1)))[-1].notes == ()
+
+
+def test_what_stop_says():
+    status, note = stopped("Try-on: step 33/100", "**Note:** a real photo.")
+    assert status == "Stopped at step 33 of 100"
+    assert note.startswith("**Stopped:** the image shown is the preview at step 33 of 100") and "a real photo" in note
+    assert (
+        stopped("View 2/4 (A-pose, turn 0): step 3/10", "")[0] == "Stopped at step 3 of 10 (View 2/4 (A-pose, turn 0))"
+    )
+    assert stopped("Preparing the portrait and the garments...", "") == ("Stopped before the first step", "")
+    assert stopped("Try-on done in 1.2 s", "") == ("Try-on done in 1.2 s", "")  # nothing under way: unchanged

@@ -116,7 +116,7 @@ def check_queue_full(app: ServedApp) -> CheckResult:
         *_args(("portrait.png", ["a_pose", "walking", "t_pose"], [0, 90, 180, -90]), LONG_STEPS, 0),
         api_name="/pose_gallery",
     )
-    while not any("step" in str(out[3]) for out in holder.outputs()) and not holder.done():
+    while not any("step" in str(out[4]) for out in holder.outputs()) and not holder.done():  # the status
         time.sleep(0.05)
     uploaded = app.upload((EXAMPLES / "dressed.png").read_bytes(), "dressed.png").json()[0]
     fn_index = app.fn_index("/try_off")

@@ -55,15 +55,16 @@ def result_problem(api_name: str, outputs: Sequence[Any], result_hw: tuple[int, 
     expected_hw = result_hw
     if api_name == "/pose_from_photo":
         expected_hw = FIGURE_HW
-        figure, info = outputs[0], outputs[-1]
+        figure, info = outputs[0], outputs[-2]  # then the preset box, emptied
         if figure is None or "from a photo" not in str(info).lower():
             return f"pose from a photo gave no figure or an odd description ({str(info)[:80]!r})"
         image = fetch_image(figure)
     else:
-        status = str(outputs[3] if api_name == "/pose_gallery" else outputs[-1])  # the gallery comes last there
+        # The gallery and its zip come last there.
+        status = str(outputs[4] if api_name == "/pose_gallery" else outputs[-1])
         if not DONE.search(status):
             return f"the run ended with the status {status[:80]!r}, not 'done'"
-        main = outputs[4][0]["image"] if api_name == "/pose_gallery" and outputs[4] else outputs[0]
+        main = outputs[5][0]["image"] if api_name == "/pose_gallery" and outputs[5] else outputs[0]
         if main is None:
             return "the run finished without its image"
         image = fetch_image(main)
@@ -72,10 +73,22 @@ def result_problem(api_name: str, outputs: Sequence[Any], result_hw: tuple[int, 
     return None
 
 
+# The Pose Studio refuses a photo by keeping its pose and saying why in its description.
+POSE_REFUSAL = "Could not copy a pose: "
+
+
+def refusal(api_name: str, outcome: Outcome) -> Outcome:
+    """The outcome as a refusal with its message when the Pose Studio answered a photo with one."""
+    if api_name == "/pose_from_photo" and outcome.ok and POSE_REFUSAL in str(outcome.outputs[-2]):
+        return Outcome(False, outcome.seconds, str(outcome.outputs[-2]).split(POSE_REFUSAL, 1)[1], outcome.outputs)
+    return outcome
+
+
 def judge(
     case: Case, api_name: str, outcome: Outcome, result_hw: tuple[int, int], limit_s: float = LIMIT_S
 ) -> str | None:
     """Why the app's answer to a hostile upload fails the suite, or None when it passes."""
+    outcome = refusal(api_name, outcome)
     if outcome.seconds > limit_s:
         return f"answered in {outcome.seconds:.2f} s (limit {limit_s:g} s)"
     if not outcome.ok:

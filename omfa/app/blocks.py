@@ -10,21 +10,34 @@ Per-user state lives in `gr.State` (the Pose Studio's pose), never in globals.
 The runs themselves are the studio's (`omfa.studio.runs`, Gradio-free); this
 layer maps their frames onto widgets and enlarges their canvas-size images
 for the screen (`omfa.app.files`).
+
+Every state a person can reach says what it is: a notice next to the result
+when an input is outside what the loaded model was trained on (its card says
+what that is), "Stopped at step k of N" and a result marked as a preview after
+Stop, the error in the status line after a failed run, and a check of every
+upload as soon as it arrives (`check_upload`), before anyone presses Run.
 """
 
 from __future__ import annotations
 
+import io
+import re
+import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import gradio as gr
 import numpy as np
+from PIL import Image
 
-from omfa.app.files import CANVAS_CLASS, AppFiles, FileStore
+from omfa.app.checks import checked_upload, notice_text
+from omfa.app.errors import user_error
+from omfa.app.files import CANVAS_CLASS, CANVAS_CSS, AppFiles, FileStore
 from omfa.app.pose_studio import DEFAULT_PRESET, build_pose_studio, pose_picker, preset_state
-from omfa.app.uploads import ImageUpload, image_upload
+from omfa.app.uploads import ImageUpload
 from omfa.diffusion import SCHEDULERS
 from omfa.pipeline import OMFAPipeline
+from omfa.studio.card import ModelCard
 from omfa.studio.context import EXAMPLES_DIR, StudioContext
 from omfa.studio.runs import (
     GALLERY_TURNS,
@@ -43,16 +56,14 @@ HEADER = """# OMFA Studio
 One diffusion model for try-on, try-off, outfits and any pose. Upload a portrait and a garment
 (laid flat, or worn by someone else), pick a pose, and watch the model's estimate sharpen step by step."""
 
-LIMITS = """### Limits
-- The shipped model is small and was trained only on the project's synthetic fitting room
-  (rendered mannequins with procedural garments) at 128x96 pixels. Real photos are far from
-  what it has seen: expect the colours and coarse patterns of a garment, not its details.
-- Garments in the training data are painted onto the body: no drape, no loose fabric, no layers.
-- One person per photo, seen from head to at least the chest; the background is removed
+# What the app itself expects, whatever the checkpoint; the model's own limits are in its card.
+INPUTS = """### What the app expects
+- One person per photo, seen from the front from the head to at least the chest; a whole-body
+  photo (head to feet) gives the model the most to work with. The background is removed
   automatically (U²-Net small, MediaPipe as a fallback) and may cut off thin parts.
+- A garment laid flat or on a hanger against a plain background, or worn by a person.
 - Poses come from the SMPL-X body of the mannequin; hands and faces are not modelled.
-- Images are generated at the model's canvas size (128x96 for the shipped model) and shown
-  enlarged three times."""
+- Images are generated at the loaded model's canvas size (below) and shown enlarged three times."""
 
 ABOUT = """## About
 OMFA Studio implements *One Model For All: Partial Diffusion for Unified Try-On and Try-Off in Any
@@ -61,6 +72,16 @@ says which slots are generated and which are given, and only the generated ones 
 same model therefore does try-on, try-off, outfits, garment transfer (try-off, then try-on) and new
 poses and views, conditioned on a pose map rendered from an SMPL-X pose. Each denoising step's
 estimate of the clean image (Tweedie's formula) is what you see forming."""
+
+
+# Canvas images fill their boxes; the notices and upload checks stand out from the labels around them
+# (passed to launch()).
+CSS = (
+    CANVAS_CSS
+    + """
+.omfa-notice:has(p), .omfa-check:has(p) { padding: 4px 8px; border-left: 3px solid #d97706; }
+"""
+)
 
 
 def theme() -> gr.themes.Theme:
@@ -75,10 +96,10 @@ def examples_path(name: str) -> str:
     return str(EXAMPLES_DIR / name)
 
 
-def advanced_settings() -> list[gr.components.Component]:
+def advanced_settings(tab: str) -> list[gr.components.Component]:
     """Steps, guidance, seed and scheduler in a closed accordion, in RunSettings.from_ui order."""
-    with gr.Accordion("Advanced", open=False):
-        steps = gr.Slider(1, MAX_STEPS, value=RunSettings.steps, step=1, label="Steps")
+    with gr.Accordion("Advanced", open=False, elem_id=f"{tab}_advanced"):
+        steps = gr.Slider(1, MAX_STEPS, value=RunSettings.steps, step=1, label="Steps", elem_id=f"{tab}_steps")
         guidance = gr.Slider(0, MAX_GUIDANCE, value=RunSettings.guidance, step=0.1, label="Guidance scale")
         seed = gr.Number(RunSettings.seed, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
         scheduler = gr.Dropdown(list(SCHEDULERS), value=RunSettings.scheduler, label="Scheduler")
@@ -109,27 +130,66 @@ def result_image(label: str = "Result", elem_id: str | None = None) -> gr.Image:
     )
 
 
+def notice(tab: str) -> gr.Markdown:
+    """What the user should know about the result next to it: inputs outside the model's
+    training data, body parts it invented, a run stopped before its end. Empty when all is well."""
+    return gr.Markdown("", elem_id=f"{tab}_notice", elem_classes=["omfa-notice"])
+
+
+_STEP = re.compile(r"^(?P<what>.*): step (?P<k>\d+)/(?P<n>\d+)$")
+
+
+def stopped(status: str, note: str) -> tuple[str, str]:
+    """Status and notice after Stop: "Stopped at step k of N" and the image marked as a preview.
+    A run stopped while it prepared its inputs says so; a finished or failed run, or none, is left
+    as it is."""
+    match = _STEP.match(status or "")
+    if match is None:
+        if (status or "").startswith(("Preparing", "Ready")):
+            return "Stopped before the first step", note
+        return status, note
+    k, n, what = match["k"], match["n"], match["what"]
+    where = "" if what in ("Try-on", "Try-off") else f" ({what})"
+    preview = (
+        f"**Stopped:** the image shown is the preview at step {k} of {n}, not a finished result; "
+        "press Run for the whole run."
+    )
+    return f"Stopped at step {k} of {n}{where}", "\n\n".join(filter(None, [preview, note]))
+
+
 def small_image(label: str) -> gr.Image:
     return gr.Image(
         label=label, interactive=False, height=180, format="png", buttons=[], min_width=80, elem_classes=[CANVAS_CLASS]
     )
 
 
-def upload(label: str, elem_id: str | None = None) -> ImageUpload:
-    return image_upload(label, height=260, elem_id=elem_id)
+def views_zip(gallery: Sequence[tuple[np.ndarray, str]], files: FileStore) -> str:
+    """A zip of a gallery's views at the model's size, named by order, pose and turn: its path."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for k, (image, caption) in enumerate(gallery, start=1):
+            name = re.sub(r"[^a-z0-9+-]+", "_", caption.lower()).strip("_")
+            png = io.BytesIO()
+            Image.fromarray(image).save(png, format="PNG")
+            archive.writestr(f"{k:02d}_{name}.png", png.getvalue())
+    return files.write(buffer.getvalue(), name="pose_gallery")
 
 
 def stream_frames(
     make: Callable[[], Iterator[Frame]],
     names: Sequence[str],
-    files: FileStore,
+    files: AppFiles,
     progress: gr.Progress,
     gallery: bool = False,
+    where: str = "run",
 ) -> Iterator[tuple]:
     """Map a run's frames onto output values: the images `names` as file paths of canvas-size PNGs
-    (the page enlarges them; None when absent), the percent done, the status, then the gallery when asked.
-    A ValueError becomes a gr.Error for the user; closing this generator (Stop) closes the run,
-    which stops the sampler within one step."""
+    (the page enlarges them; None when absent), the notice, the percent done, the status, then
+    (when asked) the gallery and, once it is complete, a zip of its views.
+
+    A ValueError is the user's: the status line says it, then it becomes a gr.Error (one log
+    line, `where` names the run). Closing this generator (Stop) closes the run, which stops the
+    sampler within one step."""
     frames = None
     # id(image) -> (image, path) of the images of the last frame: an image unchanged since then is
     # not encoded again. Only the last frame's are kept (a long run streams thousands
@@ -140,7 +200,7 @@ def stream_frames(
         if image is None:
             return None
         if id(image) not in current:
-            current[id(image)] = written.get(id(image)) or (image, files.png(image))
+            current[id(image)] = written.get(id(image)) or (image, files.images.png(image))
         return current[id(image)][1]
 
     try:
@@ -149,12 +209,18 @@ def stream_frames(
             progress(frame.progress, desc=frame.status)
             current: dict[int, tuple[np.ndarray, str]] = {}
             shown = tuple(path(frame.images.get(name), current) for name in names)
-            values = (*shown, round(100 * frame.progress), frame.status)
-            views = [(path(image, current), caption) for image, caption in frame.gallery] if gallery else None
+            values = (*shown, notice_text(frame.notes), round(100 * frame.progress), frame.status)
+            if gallery:
+                views = [(path(image, current), caption) for image, caption in frame.gallery]
+                archive = views_zip(frame.gallery, files.archives) if frame.done and frame.gallery else None
+                values = (*values, views, archive)
             written = current
-            yield values if views is None else (*values, views)
+            yield values
     except ValueError as error:
-        raise gr.Error(sentence(error)) from error
+        # The outputs keep what they show; the status line no longer claims the run is under way.
+        kept = (gr.skip(),) * (len(names) + 2)
+        yield (*kept, f"Not run: {sentence(error)}", *((gr.skip(), gr.skip()) if gallery else ()))
+        raise user_error(error, where) from error
     finally:
         if frames is not None:
             frames.close()
@@ -171,13 +237,15 @@ def create_demo(
 
     Args:
         pipe: the pipeline every run uses (one per process).
-        model_card: the checkpoint's model card (Markdown) for the About tab.
+        model_card: the checkpoint's model card (Markdown with front matter) for the About tab and
+            the runs' notices (what the model was trained on); by default the context's card.
         gpu: a decorator for the sampling, the one part of a run that needs the
             accelerator (`spaces.GPU` on a Hugging Face ZeroGPU Space); None runs it as it is.
         context: shared resources built beforehand (with their own `gpu`); by default built
             from `pipe` and `gpu`.
     """
-    ctx = context if context is not None else StudioContext(pipe, gpu=gpu)
+    card = ModelCard.parse(model_card) if model_card is not None else None
+    ctx = context if context is not None else StudioContext(pipe, gpu=gpu, card=card)
     files = AppFiles()
     tab = _Tab(ctx, files)
     with gr.Blocks(title="OMFA Studio", delete_cache=(3600, 3600)) as demo:
@@ -195,7 +263,7 @@ def create_demo(
             with gr.Tab("Pose Studio", id="pose_studio"):
                 build_pose_studio(ctx, files, studio_pose)
             with gr.Tab("About", id="about"):
-                gr.Markdown(about(pipe, model_card))
+                gr.Markdown(about(pipe, card or ctx.card), elem_id="about")
     return demo
 
 
@@ -207,18 +275,59 @@ class _Tab:
 
     def __init__(self, ctx: StudioContext, files: AppFiles) -> None:
         self.ctx = ctx
-        self.images = files.images
+        self.files = files
+
+    def upload(self, label: str, elem_id: str, role: str) -> ImageUpload:
+        return checked_upload(self.ctx, label, elem_id, role, height=260)
 
     def _launch(
-        self, handler: Callable, run: gr.Button, stop: gr.Button, inputs: list, outputs: list, api_name: str
+        self,
+        handler: Callable,
+        run: gr.Button,
+        stop: gr.Button,
+        inputs: list,
+        outputs: list,
+        api_name: str,
+        results: Sequence[tuple[gr.Image, str]],
     ) -> None:
+        """Run and Stop. `outputs` end with the notice, the progress bar and the status (then the
+        gallery's); `results` are the images a stopped run leaves as previews, with their labels."""
+        note = next(o for o in outputs if isinstance(o, gr.Markdown))
+        status = outputs[outputs.index(note) + 2]
+        images = [image for image, _ in results]
+        if results:  # a new run shows results again (a stopped run relabelled them as previews)
+
+            def relabel() -> Any:
+                updates = [gr.update(label=label) for _, label in results]
+                return updates[0] if len(updates) == 1 else updates  # one output takes one value, not a list
+
+            run.click(relabel, None, images, api_visibility="private", queue=False)
         event = run.click(
             handler, inputs, outputs, api_name=api_name, concurrency_id="diffusion", show_progress="hidden"
         )  # the run's own progress bar and status line show it
-        stop.click(None, None, None, cancels=[event])
+
+        def on_stop(current: str, current_note: str) -> list:
+            status_now, note_now = stopped(current, current_note)
+            if status_now == current:  # nothing was under way
+                return [gr.skip()] * (2 + len(results))
+            if not status_now.startswith("Stopped at step"):  # stopped before any preview
+                return [status_now, note_now, *(gr.skip() for _ in results)]
+            k = status_now.split()[3]
+            return [status_now, note_now, *(gr.update(label=f"{label}: preview at step {k}") for _, label in results)]
+
+        # After the cancellation, so that the status read is the last one the run sent.
+        stop.click(None, None, None, cancels=[event]).then(
+            on_stop, [status, note], [status, note, *images], api_visibility="private", queue=False
+        )
 
     def _try_on_frames(
-        self, portrait: str, sources: list[tuple[str, str]], pose: tuple, settings: tuple, progress: gr.Progress
+        self,
+        portrait: str,
+        sources: list[tuple[str, str]],
+        pose: tuple,
+        settings: tuple,
+        progress: gr.Progress,
+        where: str,
     ) -> Iterator[tuple]:
         """The try-on tabs' run: `pose` and `settings` are widget values, checked inside the run so that a
         bad value reaches the user as a message (stream_frames turns ValueErrors into gr.Error)."""
@@ -232,31 +341,33 @@ class _Tab:
                 RunSettings.from_ui(*settings),
             ),
             self.TRY_ON_SHOWN,
-            self.images,
+            self.files,
             progress,
+            where=where,
         )
 
     def _try_on_outputs(self, tab: str) -> list[gr.components.Component]:
         result = result_image(elem_id=f"{tab}_result")
+        note = notice(tab)
         progress = progress_and_status(tab)
         with gr.Row():
             shown = [
                 small_image(label)
                 for label in ("Portrait as the model sees it", "Top worn", "Bottom worn", "Target pose")
             ]
-        return [result, *shown, *progress]
+        return [result, *shown, note, *progress]
 
     def try_on(self, studio_pose: gr.State) -> None:
         ctx = self.ctx
         with gr.Row():
             with gr.Column():
-                portrait = upload("Portrait (one person)", "try_on_portrait")
-                garment = upload("Garment: laid flat, or worn by someone", "try_on_garment")
+                portrait = self.upload("Portrait (one person)", "try_on_portrait", "portrait")
+                garment = self.upload("Garment: laid flat, or worn by someone", "try_on_garment", "garment")
                 part = gr.Radio(
                     [(label, v) for v, label in GARMENT_SLOTS.items()], value="upper", label="Which garment"
                 )
                 picker = pose_picker(ctx)
-                settings = advanced_settings()
+                settings = advanced_settings("try_on")
                 run, stop = run_buttons("try_on")
             with gr.Column():
                 outputs = self._try_on_outputs("try_on")
@@ -294,26 +405,26 @@ class _Tab:
             """Put a garment (flat, or taken off a dressed person) on the portrait's person."""
             pose = (pose_source, preset, turn, studio)
             yield from self._try_on_frames(
-                portrait, [(garment, which)], pose, (steps, guidance, seed, scheduler), progress
+                portrait, [(garment, which)], pose, (steps, guidance, seed, scheduler), progress, "try_on"
             )
 
-        self._launch(
-            try_on, run, stop, [portrait, garment, part, *picker.inputs, *settings, studio_pose], outputs, "try_on"
-        )
+        inputs = [portrait, garment, part, *picker.inputs, *settings, studio_pose]
+        self._launch(try_on, run, stop, inputs, outputs, "try_on", [(outputs[0], "Result")])
 
     def try_off(self) -> None:
         ctx = self.ctx
         with gr.Row():
             with gr.Column():
-                dressed = upload("A person wearing the garments")
+                dressed = self.upload("A person wearing the garments", "try_off_photo", "photo")
                 part = gr.Radio(
                     [("Top", "upper"), ("Bottom", "lower"), ("Both", "both")], value="upper", label="Take off"
                 )
-                settings = advanced_settings()
+                settings = advanced_settings("try_off")
                 run, stop = run_buttons("try_off")
             with gr.Column():
                 with gr.Row():
-                    upper, lower = result_image("Top"), result_image("Bottom")
+                    upper, lower = result_image("Top", "try_off_upper"), result_image("Bottom", "try_off_lower")
+                note = notice("try_off")
                 progress = progress_and_status("try_off")
                 reference = small_image("The photo as the model sees it")
         gr.Examples(
@@ -339,21 +450,26 @@ class _Tab:
             yield from stream_frames(
                 lambda: stream_try_off(ctx, dressed, which, RunSettings.from_ui(steps, guidance, seed, scheduler)),
                 ("upper", "lower", "reference"),
-                self.images,
+                self.files,
                 progress,
+                where="try_off",
             )
 
-        self._launch(try_off, run, stop, [dressed, part, *settings], [upper, lower, reference, *progress], "try_off")
+        outputs = [upper, lower, reference, note, *progress]
+        self._launch(
+            try_off, run, stop, [dressed, part, *settings], outputs, "try_off", [(upper, "Top"), (lower, "Bottom")]
+        )
 
     def outfit(self, studio_pose: gr.State) -> None:
         ctx = self.ctx
         with gr.Row():
             with gr.Column():
-                portrait = upload("Portrait (one person)")
+                portrait = self.upload("Portrait (one person)", "outfit_portrait", "portrait")
                 with gr.Row():
-                    top, bottom = upload("Top (flat, or worn by someone)"), upload("Bottom (flat, or worn by someone)")
+                    top = self.upload("Top (flat, or worn by someone)", "outfit_top", "garment")
+                    bottom = self.upload("Bottom (flat, or worn by someone)", "outfit_bottom", "garment")
                 picker = pose_picker(ctx)
-                settings = advanced_settings()
+                settings = advanced_settings("outfit")
                 run, stop = run_buttons("outfit")
             with gr.Column():
                 outputs = self._try_on_outputs("outfit")
@@ -388,17 +504,18 @@ class _Tab:
             """Put a top and a bottom (each flat, or worn by someone) on the portrait's person."""
             sources = [(top, "upper"), (bottom, "lower")]
             pose = (pose_source, preset, turn, studio)
-            yield from self._try_on_frames(portrait, sources, pose, (steps, guidance, seed, scheduler), progress)
+            yield from self._try_on_frames(
+                portrait, sources, pose, (steps, guidance, seed, scheduler), progress, "outfit"
+            )
 
-        self._launch(
-            outfit, run, stop, [portrait, top, bottom, *picker.inputs, *settings, studio_pose], outputs, "outfit"
-        )
+        inputs = [portrait, top, bottom, *picker.inputs, *settings, studio_pose]
+        self._launch(outfit, run, stop, inputs, outputs, "outfit", [(outputs[0], "Result")])
 
     def pose_gallery(self) -> None:
         ctx = self.ctx
         with gr.Row():
             with gr.Column():
-                portrait = upload("Portrait (one person)")
+                portrait = self.upload("Portrait (one person)", "pose_gallery_portrait", "portrait")
                 presets = gr.CheckboxGroup(
                     [(p.label, name) for name, p in ctx.presets.items()], value=["a_pose", "walking"], label="Poses"
                 )
@@ -407,12 +524,22 @@ class _Tab:
                     value=[0],
                     label=f"Turns in degrees, added to each pose's own view (at most {MAX_VIEWS} views in all)",
                 )
-                settings = advanced_settings()
+                settings = advanced_settings("pose_gallery")
                 run, stop = run_buttons("pose_gallery")
             with gr.Column():
+                # Views at a readable size (two to a row, the gallery as tall as its rows), each
+                # captioned with its pose and turn (on its lower edge); all of them in one zip below.
                 views = gr.Gallery(
-                    label="Views", columns=4, height=420, object_fit="contain", format="png", interactive=False
+                    label="Views",
+                    columns=2,
+                    height="auto",
+                    object_fit="contain",
+                    format="png",
+                    interactive=False,
+                    elem_id="pose_gallery_views",
                 )
+                archive = gr.File(label="All views (.zip)", interactive=False, elem_id="pose_gallery_zip")
+                note = notice("pose_gallery")
                 progress = progress_and_status("pose_gallery")
                 with gr.Row():
                     preview, pose = small_image("View in progress"), small_image("Its pose")
@@ -438,23 +565,18 @@ class _Tab:
                     ctx, portrait, poses or [], turns or [], RunSettings.from_ui(steps, guidance, seed, scheduler)
                 ),
                 ("result", "pose"),
-                self.images,
+                self.files,
                 progress,
                 gallery=True,
+                where="pose_gallery",
             )
 
-        self._launch(
-            pose_gallery,
-            run,
-            stop,
-            [portrait, presets, turns, *settings],
-            [preview, pose, *progress, views],
-            "pose_gallery",
-        )
+        outputs = [preview, pose, note, *progress, views, archive]
+        self._launch(pose_gallery, run, stop, [portrait, presets, turns, *settings], outputs, "pose_gallery", [])
 
 
-def about(pipe: OMFAPipeline, model_card: str | None) -> str:
-    """The About tab: the method, the loaded model, its card and its limits."""
+def about(pipe: OMFAPipeline, card: ModelCard | None) -> str:
+    """The About tab: the method, the loaded model, what the app expects, then the model's card."""
     config = pipe.transformer.config
     params = sum(p.numel() for p in pipe.transformer.parameters())
     height, width = pipe.canvas_hw
@@ -464,15 +586,18 @@ def about(pipe: OMFAPipeline, model_card: str | None) -> str:
         f"{'pixel space' if pipe.vae is None else 'latent space'}, running on {pipe.device.type.upper()} "
         f"in {str(pipe.transformer.dtype).removeprefix('torch.')}."
     )
-    card = strip_front_matter(model_card) if model_card else "No model card was found next to the checkpoint."
-    return "\n\n".join([ABOUT, model, "### Model card", card, LIMITS])
+    text = demote_headings(card.markdown, 2) if card is not None else "No model card was found next to the checkpoint."
+    return "\n\n".join([ABOUT, model, INPUTS, "## Model card", text])
 
 
-def strip_front_matter(markdown: str) -> str:
-    """A model card without its YAML front matter (the Hub's metadata block between '---' lines)."""
-    text = markdown.strip()
-    if text.startswith("---"):
-        end = text.find("\n---", 3)
-        if end != -1:
-            text = text[end + 4 :].strip()
-    return text
+def demote_headings(markdown: str, levels: int) -> str:
+    """Markdown with every heading `levels` deeper (code blocks untouched): the card's own title
+    then sits under the About tab's "Model card" heading instead of above it."""
+    lines, fenced = [], False
+    for line in markdown.splitlines():
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        elif not fenced and re.match(r"#{1,6} ", line):
+            line = "#" * levels + line
+        lines.append(line)
+    return "\n".join(lines)

@@ -3,7 +3,7 @@
 The studio (`omfa.studio`) makes every image at the model's canvas size
 (128x96 for the shipped checkpoint): what the model sees and what the
 command line writes. They travel to the browser at that size, and the page
-shows them large (`CSS`): enlarging and encoding every
+shows them large (`CANVAS_CSS`): enlarging and encoding every
 streamed step on the server cost 7x more than a canvas-size PNG, with 4.6x
 the bytes. Only the Pose Studio's shaded figure is rendered large, at
 `FIGURE_HW` (a click on it is a pixel of that size).
@@ -25,9 +25,9 @@ from PIL import Image
 
 FIGURE_HW = (384, 288)  # the Pose Studio's shaded figure, as large as the page shows the pose map
 # The class of every widget showing canvas images: the page enlarges them to fill their box,
-# keeping the aspect ratio (the app's stylesheet, `CSS`, passed to `launch`).
+# keeping the aspect ratio (a rule of the app's stylesheet, `omfa.app.blocks.CSS`).
 CANVAS_CLASS = "omfa-canvas"
-CSS = f".{CANVAS_CLASS} img {{ width: 100%; height: 100%; object-fit: contain; }}"
+CANVAS_CSS = f".{CANVAS_CLASS} img {{ width: 100%; height: 100%; object-fit: contain; }}"
 
 
 class FileStore:
@@ -48,11 +48,14 @@ class FileStore:
         self._order: OrderedDict[Path, None] = OrderedDict()
         self._lock = threading.Lock()
 
-    def write(self, data: bytes) -> str:
-        """Store `data` (unless already there) and return its path."""
-        path = self.folder / f"{hashlib.blake2b(data, digest_size=12).hexdigest()}{self.suffix}"
+    def write(self, data: bytes, name: str | None = None) -> str:
+        """Store `data` (unless already there) and return its path; a `name` (without the suffix) is
+        the file's name as a browser downloads it, in a folder named by the content."""
+        digest = hashlib.blake2b(data, digest_size=12).hexdigest()
+        path = self.folder / f"{digest}{self.suffix}" if name is None else self.folder / digest / f"{name}{self.suffix}"
         with self._lock:
             if path not in self._order:
+                path.parent.mkdir(exist_ok=True)
                 temporary = path.with_name(path.name + ".part")
                 temporary.write_bytes(data)
                 temporary.replace(path)  # atomic: a reader sees the whole file or none
@@ -61,6 +64,8 @@ class FileStore:
             while len(self._order) > self.keep:
                 old, _ = self._order.popitem(last=False)
                 old.unlink(missing_ok=True)
+                if old.parent != self.folder and not any(old.parent.iterdir()):
+                    old.parent.rmdir()
         return str(path)
 
     def png(self, image: np.ndarray) -> str:
@@ -71,8 +76,10 @@ class FileStore:
 
 
 class AppFiles:
-    """The app's two stores, shared by every session: streamed images and the Pose Studio's 3-D views."""
+    """The app's stores, shared by every session: streamed images, the Pose Studio's 3-D views and
+    the pose galleries' zips."""
 
     def __init__(self) -> None:
         self.images = FileStore(".png")
         self.models = FileStore(".glb", keep=32)
+        self.archives = FileStore(".zip", keep=16)

@@ -4,7 +4,8 @@ The studio edits one `PoseState` per session (a `gr.State`): load a preset
 from the gallery, turn the body, set a main joint with three sliders (its
 axis-angle components in degrees, `omfa.pose.edit.set_joint`), click on the
 figure to move a hand or foot there (`drag_limb`, inverse kinematics), or
-copy the pose of a person in a photo (`omfa.pose.estimate`). Every edit
+copy the pose of a person in a photo (`omfa.pose.estimate`; a photo with no
+person keeps the pose being edited and says why). Every edit
 re-renders the shaded figure, the pose map the model will see (the
 studio's `pose_map`: `omfa.pose.condition.pose_condition` of the kind the
 loaded model was trained with, enlarged for the screen) and a 3-D view
@@ -13,15 +14,15 @@ loaded model was trained with, enlarged for the screen) and a 3-D view
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
 
+from omfa.app.checks import checked_upload
+from omfa.app.errors import log, user_errors
 from omfa.app.files import CANVAS_CLASS, FIGURE_HW, AppFiles
-from omfa.app.uploads import image_upload
 from omfa.pose.edit import LIMBS, MAIN_JOINTS, drag_limb, joint_degrees, set_joint
 from omfa.pose.render import export_glb
 from omfa.studio.context import EXAMPLES_DIR, StudioContext
@@ -138,8 +139,8 @@ def build_pose_studio(ctx: StudioContext, files: AppFiles, state: gr.State) -> N
     with gr.Row():
         with gr.Column(scale=1):
             gallery = preset_gallery(ctx, "Presets: click one to start from it", columns=3)
-            preset = gr.Dropdown(preset_choices(ctx), value=initial.name, label="Preset")
-            photo = image_upload("Pose from a photo (one person)", height=220)
+            preset = gr.Dropdown(preset_choices(ctx), value=initial.name, label="Preset", elem_id="pose_studio_preset")
+            photo = checked_upload(ctx, "Pose from a photo (one person)", "pose_studio_photo", "pose", height=220)
             from_photo = gr.Button("Copy the pose from the photo")
             gr.Examples(
                 [[str(EXAMPLES_DIR / "portrait.png")], [str(EXAMPLES_DIR / "astronaut.png")]],
@@ -189,7 +190,9 @@ def build_pose_studio(ctx: StudioContext, files: AppFiles, state: gr.State) -> N
         ]
         return (current, *views(current), current.yaw_deg, *updates, describe(current, note))
 
-    def on_preset(name: str, joint_name: str) -> tuple:
+    def on_preset(name: str | None, joint_name: str) -> tuple:
+        if not name:  # the box was emptied by a copied pose: nothing to load
+            return tuple(gr.skip() for _ in outputs)
         return show(preset_state(ctx, name), joint_name)
 
     def on_joint(current: PoseState, joint_name: str, x: float, y: float, z: float) -> tuple:
@@ -203,8 +206,18 @@ def build_pose_studio(ctx: StudioContext, files: AppFiles, state: gr.State) -> N
         moved = drag_state(ctx, current, which, (x + 0.5, y + 0.5))
         return show(moved, joint_name, f"Moved the {EFFECTORS[which].lower()} to pixel ({x}, {y}).")
 
-    def on_photo(image: Any, joint_name: str) -> tuple:
-        return show(photo_state(ctx, image), joint_name)
+    def on_photo(current: PoseState, image: Any, joint_name: str) -> tuple:
+        """The photo's pose, and the preset box emptied (the pose is no longer that preset's). A photo
+        without a person keeps the current pose and every view of it, and says what was wrong."""
+        try:
+            copied = photo_state(ctx, image)
+        except ValueError as error:
+            message = sentence(error)
+            log.warning("user error in pose_from_photo: %s", message)
+            gr.Warning(message)
+            kept = [gr.skip()] * (len(outputs) - 1)
+            return (*kept, describe(current, f"Could not copy a pose: {message}"), gr.skip())
+        return (*show(copied, joint_name), None)
 
     def on_pick(evt: gr.SelectData) -> str:
         return names[evt.index]
@@ -217,23 +230,10 @@ def build_pose_studio(ctx: StudioContext, files: AppFiles, state: gr.State) -> N
         slider.release(user_errors(on_joint), [state, joint, *sliders], outputs, api_name="pose_joint", **pose_events)
     yaw.release(user_errors(on_yaw), [state, joint, yaw], outputs, api_name="pose_yaw", **pose_events)
     figure.select(user_errors(on_drag), [state, joint, effector], outputs, api_visibility="private", **pose_events)
-    from_photo.click(user_errors(on_photo), [photo, joint], outputs, api_name="pose_from_photo", **pose_events)
+    from_photo.click(on_photo, [state, photo, joint], [*outputs, preset], api_name="pose_from_photo", **pose_events)
 
 
 def describe(state: PoseState, note: str = "") -> str:
     """One line about the studio's pose."""
     name = state.name.replace("_", " ").capitalize() or "Edited pose"
     return f"**{name}**, seen from {state.yaw_deg:g} degrees. {note}".strip()
-
-
-def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap an event handler so that a ValueError reaches the user as a gr.Error with its message."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except ValueError as error:
-            raise gr.Error(sentence(error)) from error
-
-    return wrapper

@@ -169,3 +169,21 @@ def foreground_box(alpha: np.ndarray, threshold: float = 0.5) -> tuple[int, int,
     if rows.size == 0:
         return None
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def background_spread(rgb: np.ndarray, alpha: np.ndarray, threshold: float = 0.5) -> float:
+    """How far the background of a cut-out is from one flat colour: the median, over the pixels
+    with alpha <= threshold, of the summed |R|+|G|+|B| distance (0-765) to their median colour.
+
+    A shop photo or a studio render on a seamless backdrop gives a few units (the median ignores
+    the garment's shadow); a scene (a room, a lawn, a cat on a sofa) gives 50 or more. An image
+    with no background at all gives 0.
+
+    Args:
+        rgb: (H, W, 3) uint8; alpha: (H, W) float matte in [0, 1].
+    """
+    background = rgb[alpha <= threshold].astype(np.int16)  # (N, 3)
+    if background.shape[0] == 0:
+        return 0.0
+    median = np.median(background, axis=0)
+    return float(np.median(np.abs(background - median).sum(axis=1)))

@@ -30,6 +30,7 @@ from omfa.imaging.framing import (
 from omfa.imaging.loading import ImageInputError, ImageSource, flatten_alpha, load_image
 from omfa.imaging.matting import (
     U2NetP,
+    background_spread,
     composite,
     default_u2netp,
     foreground_box,
@@ -49,6 +50,13 @@ MIN_FOREGROUND, MAX_FOREGROUND = 0.005, 0.97
 # The person must be at least this tall in the photo (pixels, head to soles,
 # estimated): below it the canvas would show an upscaled blur.
 MIN_PERSON_HEIGHT = 96
+# A background is plain (a seamless backdrop, a shop photo, the fitting room's white) when its
+# pixels stay this close to one colour (`background_spread`, summed over R, G and B): shop
+# photos and renders measure 0 to 5, real scenes 50 and more (skimage's cat 82, coffee cup 68,
+# rocket 51, the astronaut 96), a clock on a painted wall 27.
+PLAIN_BACKGROUND_SPREAD = 24.0
+# The lower garment counts as seen when the photo shows the person down to one of these.
+LOWER_BODY_GROUPS = ("knees", "ankles", "feet")
 _SHOULDERS = [POSE_LANDMARK_NAMES.index("left_shoulder"), POSE_LANDMARK_NAMES.index("right_shoulder")]
 _METHOD_NAMES = {
     "u2netp": "U^2-Net (u2netp)",
@@ -68,6 +76,9 @@ class PreparedPortrait:
         keypoints: (33, 2) float32 landmark pixels on the canvas.
         full_body: head to feet were in the photo.
         info: sentences for the user (framing, background method).
+        visible_to: the lowest body part seen ("shoulders", "hips", "knees", "ankles", "feet").
+        photo: a photograph of a real person rather than a render like the fitting room's: a face
+            was detected (the rendered mannequins have none) or the background is not plain.
     """
 
     image: np.ndarray
@@ -76,6 +87,13 @@ class PreparedPortrait:
     keypoints: np.ndarray
     full_body: bool
     info: str
+    visible_to: str
+    photo: bool
+
+    @property
+    def lower_body_visible(self) -> bool:
+        """The photo shows the person down to at least the knees: their lower garment is in it."""
+        return self.visible_to in LOWER_BODY_GROUPS
 
 
 @dataclass(frozen=True)
@@ -189,7 +207,10 @@ def _portrait_from_rgb(
         )
     image, alpha = place_on_canvas(cut.rgb, cut.alpha, frame.placement, size_hw)
     info = f"{frame.note} Background removed with {_METHOD_NAMES[cut.method]}."
-    return PreparedPortrait(image, alpha, people.pose, frame.placement.apply(xy), frame.full_body, info)
+    photo = bool(people.faces) or background_spread(cut.rgb, cut.alpha) > PLAIN_BACKGROUND_SPREAD
+    return PreparedPortrait(
+        image, alpha, people.pose, frame.placement.apply(xy), frame.full_body, info, frame.visible_to, photo
+    )
 
 
 def prepare_portrait(
@@ -198,8 +219,10 @@ def prepare_portrait(
     size_hw: Sequence[int],
     mediapipe: MediapipeModels | None = None,
     u2netp: U2NetP | None = None,
+    what: str = "portrait",
 ) -> PreparedPortrait:
     """Load a portrait and place its one person on a ``size_hw`` canvas (the ``reference`` slot).
+    ``what`` names the upload in messages ("portrait", "photo").
 
     Raises:
         ImageInputError: unreadable upload, no person, several people, or too
@@ -208,7 +231,7 @@ def prepare_portrait(
     size_hw = _check_size(size_hw)
     mediapipe = mediapipe or default_models()
     rgb = np.asarray(load_image(source))
-    return _portrait_from_rgb(rgb, mediapipe.people(rgb), mediapipe, u2netp, "portrait", size_hw)
+    return _portrait_from_rgb(rgb, mediapipe.people(rgb), mediapipe, u2netp, what, size_hw)
 
 
 def prepare_garment(
@@ -222,7 +245,10 @@ def prepare_garment(
     it on a ``size_hw`` canvas.
 
     A photo counts as a dressed person when a body pose with both shoulders
-    visible is found in it.
+    visible is found in it. Otherwise it must show one object on a plain background
+    (`PLAIN_BACKGROUND_SPREAD`), as a shop photo does: no person detector says "garment", so
+    an animal, a landscape or a room, whose background is not plain, is refused rather than
+    worn as a top.
 
     Raises:
         ImageInputError: unreadable upload, several people, or no garment found.
@@ -258,6 +284,12 @@ def prepare_garment(
         raise ImageInputError(
             "the garment photo shows no background around the garment; upload a photo with "
             "the whole garment visible on a plain background"
+        )
+    if background_spread(cut.rgb, cut.alpha) > PLAIN_BACKGROUND_SPREAD:
+        raise ImageInputError(
+            "no garment found in the garment photo: it shows no person, and no single object on a "
+            "plain background (a scene, an animal or a busy background); upload the garment laid flat "
+            "or on a hanger against a plain background, or a photo of a person wearing it"
         )
     box = foreground_box(cut.alpha)
     image, alpha = place_on_canvas(cut.rgb, cut.alpha, frame_object(box, size_hw), size_hw)

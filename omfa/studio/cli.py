@@ -87,12 +87,14 @@ def _save(image: np.ndarray, path: Path) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from omfa.pipeline import OMFAPipeline
+    from omfa.pipeline import DEFAULT_MODEL_DIR, OMFAPipeline
+    from omfa.studio.card import ModelCard
     from omfa.studio.context import StudioContext
     from omfa.studio.runs import PoseChoice, stream_gallery, stream_try_off, stream_try_on
 
     settings = RunSettings(args.steps, args.guidance, args.seed, args.scheduler)
-    ctx = StudioContext(OMFAPipeline.load(args.model, precision=args.precision))
+    model = args.model or DEFAULT_MODEL_DIR
+    ctx = StudioContext(OMFAPipeline.load(model, precision=args.precision), card=ModelCard.read(model))
     try:
         if args.command in ("tryon", "transfer"):
             choice = PoseChoice(
@@ -117,6 +119,8 @@ def _run(args: argparse.Namespace) -> int:
             if not args.quiet:
                 print(f"[{frame.progress:4.0%}] {frame.status}", file=sys.stderr)
             last = frame
+        for note in last.notes:  # inputs outside the model's training data, invented body parts
+            print(f"note: {note}", file=sys.stderr)
         if args.command in ("tryon", "transfer"):
             _save(last.images["result"], args.out)
         elif args.command == "tryoff":

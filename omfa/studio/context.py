@@ -46,6 +46,7 @@ from omfa.pose.estimate import estimate_pose
 from omfa.pose.lowpoly import LowPolyBody
 from omfa.pose.presets import PosePreset, PresetError, load_presets
 from omfa.pose.render import PoseRenderer
+from omfa.studio.card import ModelCard
 from omfa.studio.settings import RunSettings, sample_stages
 
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "assets" / "examples"
@@ -123,6 +124,8 @@ class StudioContext:
             of pose map rendered.
         gpu: a decorator for the sampling (`spaces.GPU` on a ZeroGPU Space); None samples in place.
         body, mediapipe: the SMPL-X body and the MediaPipe models (default: the shipped ones).
+        card: the checkpoint's model card; what it says the model was trained on decides which
+            uploads get a notice that they are outside it (None: no claim, no such notice).
         cache_size: prepared uploads kept for each kind (portraits, garments, estimated poses).
     """
 
@@ -133,9 +136,11 @@ class StudioContext:
         gpu: Callable[[Callable], Callable] | None = None,
         body: Body | None = None,
         mediapipe: MediapipeModels | None = None,
+        card: ModelCard | None = None,
         cache_size: int = 32,
     ) -> None:
         self.pipe = pipe
+        self.card = card
         self.canvas_hw: tuple[int, int] = tuple(pipe.canvas_hw)
         self.pose_kind = check_kind(pipe.transformer.config.pose_condition)
 
@@ -167,13 +172,17 @@ class StudioContext:
 
     # -- uploads ----------------------------------------------------------------
 
-    def portrait(self, source: Any) -> PreparedPortrait:
-        """The portrait on the canvas (the `reference` slot). Raises ImageInputError for the user."""
+    def portrait(self, source: Any, what: str = "portrait") -> PreparedPortrait:
+        """The person of a photo on the canvas (the `reference` slot); `what` names the upload in
+        messages. Raises ImageInputError for the user."""
         if source is None:
-            raise ImageInputError("no portrait given; upload a photo of one person, head to at least the chest")
+            raise ImageInputError(f"no {what} given; upload a photo of one person, head to at least the chest")
+        key = content_key("portrait", source)
         return self._cache.get_or_make(
-            content_key("portrait", source),
-            lambda: prepare_portrait(source, size_hw=self.canvas_hw, mediapipe=self.mediapipe, u2netp=self.u2netp),
+            None if key is None else (*key, what),  # the messages name the upload
+            lambda: prepare_portrait(
+                source, size_hw=self.canvas_hw, mediapipe=self.mediapipe, u2netp=self.u2netp, what=what
+            ),
         )
 
     def garment(self, source: Any, what: str = "garment") -> PreparedGarment:

@@ -4,7 +4,8 @@ Each run prepares its uploads, renders the target pose, plans the pipeline's
 stages (`omfa.pipeline.try_on_stages`, `multiview_stages`), then streams
 every denoising step's Tweedie x0 estimate (the pipeline's `Preview`) as a
 `Frame`: the images to show so far, a status line "step k/N" and the
-fraction of the run done. A dressed person given as a garment source goes
+fraction of the run done, and notes for the user when an upload is outside what the
+loaded model was trained on (`input_notes`). A dressed person given as a garment source goes
 through try-off first; the extracted garment is shown while it forms and is
 then worn. Images are at the model's canvas size. Nothing here knows Gradio:
 `omfa.app.blocks` maps frames onto widgets (enlarged for the screen) and
@@ -21,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from omfa.imaging import ImageInputError
+from omfa.imaging import PreparedPortrait
 from omfa.pipeline import Preview, Stage, multiview_stages, try_on_stages
 from omfa.pose.body import Pose
 from omfa.studio.context import StudioContext
@@ -38,6 +39,10 @@ GALLERY_TURNS: tuple[int, ...] = (0, 45, 90, 135, 180, -135, -90, -45)
 MAX_VIEWS = 12
 # The status label of each stage of a try-on (`Stage.name`).
 STAGE_LABELS: dict[str, str] = {"try_off": "Extracting the garment (try-off)", "try_on": "Try-on"}
+
+
+# What a model trained on renders makes of a real photo in try-off (see `input_notes`).
+TRY_OFF_EXPECT = "shop images in the garments' main colours and a generic cut, not their details or prints"
 
 
 class RunInputError(ValueError):
@@ -75,6 +80,8 @@ class Frame:
     "reference" (the portrait as the model sees it), "upper", "lower" (garments
     worn, extracted or taken off) and "pose" (the target pose map).
     gallery: finished views of a pose gallery, (image, caption) in order.
+    notes: sentences for the user about the inputs (outside the model's training data, a
+        body part not in the photo), shown next to the result.
     """
 
     status: str
@@ -82,6 +89,7 @@ class Frame:
     images: Mapping[str, np.ndarray]
     gallery: tuple[tuple[np.ndarray, str], ...] = ()
     done: bool = False
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -106,10 +114,11 @@ class _Run:
     images: dict[str, np.ndarray] = field(default_factory=dict)
     steps_done: int = 0
     started: float = field(default_factory=time.perf_counter)
+    notes: list[str] = field(default_factory=list)
 
     def frame(self, status: str, *, gallery: Sequence[tuple[np.ndarray, str]] = (), done: bool = False) -> Frame:
         progress = 1.0 if done else min(self.steps_done / max(self.total_steps, 1), 1.0)
-        return Frame(status, progress, dict(self.images), tuple(gallery), done)
+        return Frame(status, progress, dict(self.images), tuple(gallery), done, tuple(self.notes))
 
     def finish(self, what: str, gallery: Sequence[tuple[np.ndarray, str]] = ()) -> Frame:
         return self.frame(f"{what} done in {time.perf_counter() - self.started:.1f} s", gallery=gallery, done=True)
@@ -124,6 +133,59 @@ def _play(run: _Run, labels: Sequence[str], steps: Iterator[Preview]) -> Iterato
             yield run.frame(f"{labels[step.stage_index]}: step {step.step + 1}/{step.num_steps}")
     finally:
         steps.close()  # a stopped run stops sampling (also when sampling runs in a GPU worker)
+
+
+def input_notes(
+    ctx: StudioContext,
+    person: PreparedPortrait,
+    what: str,
+    *,
+    whole_body: bool,
+    expect: str = "the garments' main colours on a generic figure, not this person's face or the garments' details",
+) -> list[str]:
+    """What the user should know about a prepared photo before trusting the result.
+
+    A real photo given to a model whose card says it was trained on renders, and (when the
+    target pose shows the whole body) a photo that shows only part of it: the model then
+    invents what it has not seen. `what` names the upload ("portrait", "garment photo"), `expect`
+    says what such a model makes of a real photo.
+    """
+    notes = []
+    card = ctx.card
+    if card is not None and card.trained_on_renders and person.photo:
+        trained_on = card.training_description or "rendered people, not photographs"
+        notes.append(
+            f"The {what} looks like a real photograph (a face or a real background was found), but the "
+            f"loaded model was trained only on {trained_on}. Expect {expect}. For results that keep the "
+            "person, start the app with a checkpoint trained on photos: `python app.py --model DIR`."
+        )
+    if whole_body and not person.full_body:
+        notes.append(
+            f"The {what} {_shows(person)}; the target pose shows the whole body, so the model invents "
+            "the rest. Upload a full-body photo (head to feet) for a better result."
+        )
+    return notes
+
+
+def _shows(person: PreparedPortrait) -> str:
+    """How much of the person a photo shows, for a note: "shows the person only down to the hips"."""
+    if person.visible_to in ("ankles", "feet"):  # feet found, but the body runs off the photo's lower edge
+        return "shows the person cut off at the photo's lower edge"
+    return f"shows the person only down to the {person.visible_to}"
+
+
+def check_lower_visible(person: PreparedPortrait, which: str, what: str) -> list[str]:
+    """Refuse to take off a bottom the photo does not show; for both garments, a note that the
+    bottom is a guess. `which` is "upper", "lower" or "both"."""
+    if which == "upper" or person.lower_body_visible:
+        return []
+    seen = f"the {what} {_shows(person)}"
+    if which == "lower":
+        raise RunInputError(
+            f"{seen}, so the bottom is not visible and would be invented; upload a photo down to at least "
+            "the knees, or take off the top"
+        )
+    return [f"The bottom is the model's guess, not the person's garment: {seen}."]
 
 
 def target_pose(ctx: StudioContext, choice: PoseChoice, portrait: Any) -> tuple[Pose, float, str]:
@@ -152,6 +214,7 @@ def stream_try_on(
     yield run.frame("Preparing the portrait and the garments...")
     prepared = ctx.portrait(portrait)
     run.images["reference"] = prepared.image
+    run.notes.extend(input_notes(ctx, prepared, "portrait", whole_body=True))
     worn: dict[str, np.ndarray] = {}
     take_off: list[tuple[np.ndarray, str]] = []
     claimed: set[str] = set()
@@ -174,6 +237,8 @@ def stream_try_on(
             worn[which] = garment.image
             run.images[which] = garment.image
         else:  # a dressed person: the pipeline takes the garment off first, then it is worn
+            run.notes.extend(check_lower_visible(garment.portrait, which, "garment photo"))
+            run.notes.extend(input_notes(ctx, garment.portrait, "garment photo", whole_body=False))
             take_off.append((garment.image, which))
     if not claimed:
         raise RunInputError("no garment given; upload a garment photo or a photo of a person wearing it")
@@ -192,11 +257,11 @@ def stream_try_off(ctx: StudioContext, dressed: Any, which: str, settings: RunSe
     task = ctx.pipe.try_off_task(which)
     run = _Run(settings.steps)
     yield run.frame("Preparing the photo...")
-    garment = ctx.garment(dressed, "dressed person")
-    if garment.kind != "person":
-        raise ImageInputError("the photo shows a garment on its own; try-off needs a photo of a person wearing it")
-    run.images["reference"] = garment.image
-    stages = [Stage(task, {"reference": garment.image}, "try_off")]
+    person = ctx.portrait(dressed, "photo")  # "no person found in the photo": what was found, not a guess
+    run.notes.extend(check_lower_visible(person, which, "photo"))
+    run.notes.extend(input_notes(ctx, person, "photo", whole_body=False, expect=TRY_OFF_EXPECT))
+    run.images["reference"] = person.image
+    stages = [Stage(task, {"reference": person.image}, "try_off")]
     yield from _play(run, ["Try-off"], ctx.sample(stages, settings))
     yield run.finish("Try-off")
 
@@ -231,6 +296,7 @@ def stream_gallery(
     yield run.frame("Preparing the portrait...")
     prepared = ctx.portrait(portrait)
     run.images["reference"] = prepared.image
+    run.notes.extend(input_notes(ctx, prepared, "portrait", whole_body=True))
     maps, captions = [], []
     for name, turn in views:
         preset = ctx.preset(name)
