@@ -375,7 +375,9 @@ def check_log_lines(app: ServedApp) -> CheckResult:
         None if len(log.since()) <= MAX_LOG_LINE_BYTES else f"the log grew {len(log.since())} bytes",
     )
     log = _Log(app)
-    not_queued = {"data": [None], "fn_index": 0, "session_hash": "x", "event_data": None, "trigger_id": None}
+    config = httpx.get(f"{app.url}/config", timeout=10).json()
+    event = next(d["id"] for d in config["dependencies"] if d.get("backend_fn") and not d.get("queue"))
+    not_queued = {"data": [None], "fn_index": event, "session_hash": "x", "event_data": None, "trigger_id": None}
     joined = _http("POST", f"{app.url}{API}/queue/join", json=not_queued, timeout=10)
     time.sleep(1.0)  # a run that was queued would have started and failed by now
     result.record(
