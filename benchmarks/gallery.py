@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from omfa.acceleration import compile_enabled
+from omfa.acceleration import COMPILE_MODES, compile_enabled
 from omfa.pipeline import DEFAULT_MODEL_DIR, OMFAPipeline
 from omfa.studio.context import EXAMPLES_DIR, StudioContext
 from omfa.studio.runs import GALLERY_TURNS, stream_gallery
@@ -38,12 +38,12 @@ def _gallery(ctx: StudioContext, turns: tuple[int, ...], settings: RunSettings) 
     return time.perf_counter() - start, [image for image, _ in last.gallery]
 
 
-def bench_gallery(model: Path, views: int, repeats: int, threads: int | None) -> dict:
+def bench_gallery(model: Path, views: int, repeats: int, threads: int | None, compile_mode: str = "auto") -> dict:
     """Seconds of one view and of `views` views, sequential and batched (best of `repeats`)."""
     if threads is not None:
         torch.set_num_threads(threads)
     pipe = OMFAPipeline.load(model, device="cpu", precision="auto")
-    compiled = compile_enabled("auto", pipe.device)
+    compiled = compile_enabled(compile_mode, pipe.device)
     if compiled:
         pipe.compile(["multiview"], RunSettings.guidance, background=False, view_batch=views)
     turns = GALLERY_TURNS[:views]
@@ -97,5 +97,6 @@ def add_arguments(sub: argparse._SubParsersAction) -> dict:
     gallery.add_argument("--views", type=int, default=4)
     gallery.add_argument("--repeats", type=int, default=3)
     gallery.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
+    gallery.add_argument("--compile", choices=COMPILE_MODES, default="auto", help="the app's --compile (default auto)")
     gallery.add_argument("--json", action="store_true", help="print one JSON line")
-    return {"gallery": lambda a: bench_gallery(a.model, a.views, a.repeats, a.threads)}
+    return {"gallery": lambda a: bench_gallery(a.model, a.views, a.repeats, a.threads, a.compile)}

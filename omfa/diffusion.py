@@ -87,18 +87,20 @@ def sample(
 ) -> Iterator[SampleStep]:
     """Run the reverse process, yielding the x0 estimate after every step.
 
-    `generator` is one generator for the whole batch, or one per batch row
-    (a batch of independent samples, e.g. the views of a gallery): row b's
-    initial noise, and any noise the scheduler draws per step (diffusers'
-    `randn_tensor` takes the same list), then come from generator b alone, so
-    a row is the sample its generator gives at batch 1 whatever the other rows.
-
     `denoise(x_t, t)` gets the VP-scaled noisy targets and t in [0, 1] (a
     tensor of shape (B,)) and returns x0. The last step's preview is the
     result: the final step runs the scheduler down to t = 0, where a sample is
     its own x0, and yields that sample as the last preview, so the streamed
     preview and the output are one tensor (DDIM with alpha_0 = 1 and Euler land
     exactly on the model's x0; DPM-Solver++ adds its multistep correction).
+
+    `generator` is one generator for the whole batch, or one per batch row
+    (a batch of independent samples, e.g. the views of a gallery): row b's
+    initial noise, and any noise the scheduler draws per step (diffusers'
+    `randn_tensor` takes the same list), then come from generator b alone, so
+    a row is the sample its generator gives at batch 1 whatever the other rows.
+    (The project's SCHEDULERS draw no noise after the first: DDIM with eta 0,
+    Euler without churn, DPM-Solver++ of the ODE kind.)
     """
     if num_steps < 1:
         raise ValueError(f"num_inference_steps must be >= 1, got {num_steps}")

@@ -39,9 +39,11 @@ ImageInput = PIL.Image.Image | np.ndarray | torch.Tensor
 
 # The checkpoint the project ships (diffusers layout, safetensors).
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "omfa-tiny"
-# Views of a multi-view run sampled as one batch: on the shipped checkpoint (bf16, compiled, one
-# CPU thread) 4 views take 2.2x one view batched against 3.7x one after another (`omfa bench
-# gallery`); bounded so that a 12-view gallery holds the activations of 4 views, not 12.
+# Views of a multi-view run sampled as one batch. The batch does the same FLOPs as the views one
+# after another; it saves per-call overhead and weight traffic: on the shipped checkpoint (bf16,
+# compiled, one thread of a shared 2-core CPU) 4 views took 2.2x to 3.4x one view batched against
+# 3.7x to 4.5x one after another (`omfa bench gallery`, three runs). Bounded so that a 12-view
+# gallery holds the activations of 4 views, not 12.
 DEFAULT_VIEW_BATCH = 4
 
 

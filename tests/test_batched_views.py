@@ -157,3 +157,14 @@ def test_a_compiled_pipeline_batches_only_the_view_counts_it_compiled(pipe, imag
     stages = multiview_stages(images["reference"], [images["p0"], images["p1"], images["p2"]], seed=0)
     assert list(pipe._stage_batches(stages, 2)) == [(0, 1), (2,)]
     assert list(pipe._stage_batches(stages, 3)) == [(0,), (1,), (2,)]
+
+
+@pytest.mark.parametrize("name", list(SCHEDULERS))
+def test_the_samplers_draw_no_noise_after_the_initial_noise(name):
+    # Deterministic after the first draw: a batched view's steps depend on its own initial noise only.
+    shape = (1, 1, 3, 4, 4)
+    generator = seeded(2)
+    list(sample(lambda x, t: 0.5 * x, shape, make_scheduler(name), 5, [generator]))
+    only_the_noise = seeded(2)
+    torch.randn(shape, generator=only_the_noise)
+    assert torch.equal(generator.get_state(), only_the_noise.get_state())
