@@ -63,7 +63,8 @@ def build(
     path = Path(model or os.environ.get("OMFA_MODEL") or DEFAULT_MODEL_DIR)
     pipe = OMFAPipeline.load(path, precision=precision or os.environ.get("OMFA_PRECISION", "auto"))
     if compile_enabled(compile_mode or os.environ.get("OMFA_COMPILE", "auto"), pipe.device) and spaces is None:
-        pipe.compile(guidance_scale=RunSettings.guidance)  # every task, in the background
+        # every task, and a pose gallery's full batch of views, in the background
+        pipe.compile(guidance_scale=RunSettings.guidance, view_batch=RunSettings.view_batch)
     # The card says what the model was trained on: the runs' notices compare each upload with it.
     context = StudioContext(pipe, gpu=gpu_decorator(), card=ModelCard.read(path))
     context.warm_up()

@@ -1,5 +1,6 @@
 """Benchmarks (`omfa bench ...`): the condition cache and posing here, request speed and the sampler's
-quality per second in benchmarks.speed, the served app's reliability in benchmarks.reliability.
+quality per second in benchmarks.speed, a pose gallery against one view in benchmarks.gallery, the
+served app's reliability in benchmarks.reliability.
 
 `omfa bench cache --json` times the same try-on with and without the
 condition cache (alternating runs, best of `--repeats`) and checks that both
@@ -18,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks import reliability, speed
+from benchmarks import gallery, reliability, speed
 from benchmarks.models import SHIPPED_SIZE_HW, random_weights_pipe
 from omfa.cli import parse_size
 from omfa.pipeline import DEFAULT_MODEL_DIR, OMFAPipeline
@@ -136,7 +137,7 @@ def run(argv: list[str]) -> int:
             help="hostile uploads, load, cancellation, soak and limits of the served app (benchmarks.reliability)",
         )
     )
-    timed = speed.add_arguments(sub)
+    timed = speed.add_arguments(sub) | gallery.add_arguments(sub)
     args = parser.parse_args(argv)
     if args.which == "reliability":
         return reliability.run_cli(args)

@@ -11,7 +11,7 @@ lives in `omfa.training.loss`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -82,7 +82,7 @@ def sample(
     shape: tuple[int, ...],
     scheduler: SchedulerMixin,
     num_steps: int,
-    generator: torch.Generator | None,
+    generator: torch.Generator | Sequence[torch.Generator] | None,
     device: torch.device | str = "cpu",
 ) -> Iterator[SampleStep]:
     """Run the reverse process, yielding the x0 estimate after every step.
@@ -93,11 +93,27 @@ def sample(
     its own x0, and yields that sample as the last preview, so the streamed
     preview and the output are one tensor (DDIM with alpha_0 = 1 and Euler land
     exactly on the model's x0; DPM-Solver++ adds its multistep correction).
+
+    `generator` is one generator for the whole batch, or one per batch row
+    (a batch of independent samples, e.g. the views of a gallery): row b's
+    initial noise, and any noise the scheduler draws per step (diffusers'
+    `randn_tensor` takes the same list), then come from generator b alone, so
+    a row is the sample its generator gives at batch 1 whatever the other rows.
+    (The project's SCHEDULERS draw no noise after the first: DDIM with eta 0,
+    Euler without churn, DPM-Solver++ of the ODE kind.)
     """
     if num_steps < 1:
         raise ValueError(f"num_inference_steps must be >= 1, got {num_steps}")
     scheduler.set_timesteps(num_steps, device=device)
-    x = torch.randn(shape, generator=generator, device=device) * scheduler.init_noise_sigma
+    if isinstance(generator, Sequence):
+        if len(generator) != shape[0]:
+            raise ValueError(f"got {len(generator)} generators for a batch of {shape[0]}; pass one per row")
+        # (B, ...) from B draws of (1, ...): row b is what generator b alone draws at batch 1
+        noise = torch.cat([torch.randn((1, *shape[1:]), generator=g, device=device) for g in generator])
+        generator = generator[0] if len(generator) == 1 else list(generator)
+    else:
+        noise = torch.randn(shape, generator=generator, device=device)
+    x = noise * scheduler.init_noise_sigma
     timesteps = scheduler.timesteps
     for i, t in enumerate(timesteps):
         x_in = scheduler.scale_model_input(x, t)

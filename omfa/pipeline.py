@@ -8,7 +8,7 @@ Every task runs the same four numbered steps:
   4. stream each step's Tweedie x0 estimate; the last one is the result.
 
 A run of several tasks (garment transfer: try-off, then try-on; a pose
-gallery: one view after another) is a list of `Stage`s, planned by
+gallery: its views in batches, `stream_views`) is a list of `Stage`s, planned by
 `try_on_stages` or `multiview_stages` and streamed by
 `OMFAPipeline.stream_stages`. Its seeding and carry rules live there and
 nowhere else, so `transfer`, `multiview` and the app give the same pixels.
@@ -39,6 +39,12 @@ ImageInput = PIL.Image.Image | np.ndarray | torch.Tensor
 
 # The checkpoint the project ships (diffusers layout, safetensors).
 DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "omfa-tiny"
+# Views of a multi-view run sampled as one batch. The batch does the same FLOPs as the views one
+# after another; it saves per-call overhead and weight traffic: on the shipped checkpoint (bf16,
+# compiled, one thread of a shared 2-core CPU) 4 views took 2.2x to 3.4x one view batched against
+# 3.7x to 4.5x one after another (`omfa bench gallery`, three runs). Bounded so that a 12-view
+# gallery holds the activations of 4 views, not 12.
+DEFAULT_VIEW_BATCH = 4
 
 
 @dataclass
@@ -54,6 +60,7 @@ class Preview:
     view: int = 0  # index of the pose in a multi-view run
     stage: str = ""  # "try_off" / "try_on" inside a transfer
     stage_index: int = 0  # position of its `Stage` in a multi-stage run (`stream_stages`)
+    batch: tuple[int, ...] = ()  # the stage indices sampled together with it (`stream_stages`; () outside)
 
 
 @dataclass
@@ -93,6 +100,7 @@ class OMFAPipeline(DiffusionPipeline):
         self.register_modules(transformer=transformer, scheduler=scheduler, vae=vae)
         self.condition_cache = ConditionCache()
         self.compiler: ForwardCompiler | None = None  # set by `compile`
+        self.compiled_view_batches: set[tuple[str, int]] = set()  # (task, views) `compile` warmed up
 
     # -- loading -------------------------------------------------------------
 
@@ -179,17 +187,19 @@ class OMFAPipeline(DiffusionPipeline):
             return z
         return self.vae.decode(z.to(self.vae.dtype) / getattr(self.vae.config, "scaling_factor", 1.0)).sample
 
-    def _gather(self, task: Task, images: dict[str, ImageInput | None], pose: ImageInput | None):
+    def _gather(self, task: Task, images: dict[str, ImageInput | None], poses: Sequence[ImageInput | None]):
+        """Condition slot -> (1, C, H, W) canvas tensor, and the views' pose maps (V, Cp, H, W) (None
+        for a task without a pose)."""
         missing = [s for s in task.conditions if images.get(s) is None]
         if missing:
             raise ValueError(f"task {task.name} needs the {' and '.join(missing)} image(s); pass {missing[0]}=...")
-        if task.uses_pose and pose is None:
+        if task.uses_pose and any(pose is None for pose in poses):
             raise ValueError(
                 f"task {task.name} needs a pose map for the target pose; pass pose=... "
                 "(omfa.pose.condition.pose_condition renders one)"
             )
         conds = {s: self._encode(self._to_tensor(images[s], s)) for s in task.conditions}
-        pose_t = self._encode(self._to_tensor(pose, "pose")) if task.uses_pose else None
+        pose_t = torch.cat([self._encode(self._to_tensor(p, "pose")) for p in poses]) if task.uses_pose else None
         return conds, pose_t
 
     # -- the condition cache ----------------------------------------------------
@@ -234,6 +244,44 @@ class OMFAPipeline(DiffusionPipeline):
         The last preview (final=True) holds the result. Closing the iterator
         stops the work within one step.
         """
+        yield from self.stream_views(
+            task,
+            reference=reference,
+            upper=upper,
+            lower=lower,
+            poses=[pose],
+            generators=[generator],
+            num_inference_steps=num_inference_steps,
+            guidance_scale=guidance_scale,
+            scheduler=scheduler,
+            use_cache=use_cache,
+            output_type=output_type,
+        )
+
+    @torch.no_grad()
+    def stream_views(
+        self,
+        task: str,
+        *,
+        reference: ImageInput | None = None,
+        upper: ImageInput | None = None,
+        lower: ImageInput | None = None,
+        poses: Sequence[ImageInput | None],
+        generators: Sequence[torch.Generator | None],
+        num_inference_steps: int = 20,
+        guidance_scale: float = 2.0,
+        scheduler: str | None = None,
+        use_cache: bool = True,
+        output_type: str = "pil",
+    ) -> Iterator[Preview]:
+        """Run one task for several views at once: view v has pose map `poses[v]` (None for a task
+        without a pose) and draws its noise from `generators[v]` alone.
+
+        The views share the conditions (one cache entry, broadcast) and go through the denoiser as
+        one batch. View v gives the image `stream` gives with `poses[v]` and `generators[v]`, to
+        float rounding (a batched matmul may round differently), whatever the other views. After
+        every step one `Preview` per view is yielded, in view order (`Preview.view` = v).
+        """
         spec = get_task(task)
         if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
             raise ValueError(f"num_inference_steps must be an integer >= 1, got {num_inference_steps!r}")
@@ -241,17 +289,21 @@ class OMFAPipeline(DiffusionPipeline):
             raise ValueError(f"guidance_scale must be a finite number >= 0, got {guidance_scale!r}")
         if output_type not in ("pil", "pt"):
             raise ValueError(f"output_type must be 'pil' or 'pt', got {output_type!r}")
+        if not poses or len(poses) != len(generators):
+            raise ValueError(f"got {len(poses)} poses and {len(generators)} generators; pass one of each per view")
+        views = len(poses)
         sched = make_scheduler(scheduler) if scheduler else type(self.scheduler).from_config(self.scheduler.config)
-        # 1. inputs
-        conds, pose_t = self._gather(spec, {"reference": reference, "upper": upper, "lower": lower}, pose)
+        # 1. inputs: conditions (1, C, H, W) each, shared by the views; pose maps (V, Cp, H, W)
+        conds, pose_t = self._gather(spec, {"reference": reference, "upper": upper, "lower": lower}, poses)
         target_slots, cond_slots = spec.slot_indices()
-        # 2. condition keys/values, once per request (and across requests); a model whose
-        # conditions attend to each other (an ablation) has no exact cache and runs uncached
+        # 2. condition keys/values, once per request (and across requests), batch 1 and broadcast to
+        # every view and branch; a model whose conditions attend to each other (an ablation) has no
+        # exact cache and runs uncached
         use_cache = use_cache and self.transformer.config.local_condition_attention
         if use_cache:
             cache = ConditionKV.cat([self._condition_kv(s, conds[s]) for s in spec.conditions])
         else:
-            cond_x = torch.cat([conds[s][:, None] for s in spec.conditions], dim=1)
+            cond_x = torch.cat([conds[s][:, None] for s in spec.conditions], dim=1)  # (1, K, C, H, W)
         # 3. guidance: the unconditional branch masks the guided conditions
         use_cfg = guidance_scale != 1.0 and bool(spec.guidance)
         keep = torch.ones(1, len(cond_slots), dtype=torch.bool, device=self.device)
@@ -259,40 +311,50 @@ class OMFAPipeline(DiffusionPipeline):
             drop = torch.tensor([[s not in spec.guidance for s in spec.conditions]], device=self.device)
             keep = torch.cat([keep, drop], dim=0)
         branches = keep.shape[0]
-        pose_b = None if pose_t is None else pose_t.expand(branches, -1, -1, -1)
+
+        # The denoiser's batch is branch-major: row b * V + v is view v in branch b (0: conditional,
+        # 1: unconditional). expand + reshape copies nothing at V = 1 (the single-view path's layout).
+        def rows(x: torch.Tensor) -> torch.Tensor:  # (V, ...) -> (branches * V, ...)
+            return x[None].expand(branches, *x.shape).reshape(branches * x.shape[0], *x.shape[1:])
+
+        keep_rows = keep.repeat_interleave(views, dim=0)  # (branches * V, K)
+        pose_rows = None if pose_t is None else rows(pose_t)  # (branches * V, Cp, H, W)
 
         def denoise(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            x_in = x_t.expand(branches, *x_t.shape[1:]).to(self.transformer.dtype)
-            t_in = t.expand(branches)
+            # x_t (V, T, C, H, W), t (V,) -> x0 (V, T, C, H, W)
+            x_in, t_in = rows(x_t).to(self.transformer.dtype), rows(t)
             if use_cache:
                 forward = self.compiler or self.transformer.forward_cached
-                x0 = forward(x_in, target_slots, t_in, cache, pose_b, keep)
+                x0 = forward(x_in, target_slots, t_in, cache, pose_rows, keep_rows)
             else:
-                x0 = self.transformer(
-                    x_in, target_slots, t_in, cond_x.expand(branches, *cond_x.shape[1:]), cond_slots, pose_b, keep
-                )
-            return guided(x0[:1], x0[1:], guidance_scale) if use_cfg else x0
+                cond_in = cond_x.expand(branches * views, *cond_x.shape[1:])
+                x0 = self.transformer(x_in, target_slots, t_in, cond_in, cond_slots, pose_rows, keep_rows)
+            return guided(x0[:views], x0[views:], guidance_scale) if use_cfg else x0
 
-        latent_shape = (1, len(target_slots), *self._latent_chw())
-        for step in sample(denoise, latent_shape, sched, num_inference_steps, generator, self.device):
-            # 4. the Tweedie preview of every target slot
-            pixels = self._decode(step.x0[0]).float()
-            images = {s: pixels[i] for i, s in enumerate(spec.targets)}
-            if output_type == "pil":
-                images = _to_pil(images)
-            yield Preview(step.index, step.num_steps, step.timestep, images, step.final, spec.name)
+        latent_shape = (views, len(target_slots), *self._latent_chw())
+        for step in sample(denoise, latent_shape, sched, num_inference_steps, list(generators), self.device):
+            # 4. the Tweedie preview of every target slot of every view
+            for v in range(views):
+                pixels = self._decode(step.x0[v]).float()
+                images = {s: pixels[i] for i, s in enumerate(spec.targets)}
+                if output_type == "pil":
+                    images = _to_pil(images)
+                yield Preview(step.index, step.num_steps, step.timestep, images, step.final, spec.name, view=v)
 
     def compile(
         self,
         tasks: Sequence[str] | None = None,
         guidance_scale: float = 2.0,
         background: bool = True,
+        view_batch: int = 1,
     ) -> ForwardCompiler:
         """Compile the cached forward for `tasks` (default: every task) at this guidance
         (`omfa.acceleration.ForwardCompiler`): requests run eagerly until it is done.
 
         The warm-up samples each task for two steps on random images (conditions are
-        encoded eagerly; only the per-step forward is compiled).
+        encoded eagerly; only the per-step forward is compiled); with `view_batch` > 1 the
+        "multiview" task (the pose gallery's) also for a batch of that many views, the shape
+        `stream_stages(view_batch=...)` samples a gallery's full batches in.
         """
         tasks = list(TASKS) if tasks is None else list(tasks)
         for task in tasks:
@@ -308,8 +370,15 @@ class OMFAPipeline(DiffusionPipeline):
                 given = {k: v for k, v in inputs.items() if k in spec.conditions or (k == "pose" and spec.uses_pose)}
                 for _ in self.stream(task, **given, num_inference_steps=2, guidance_scale=guidance_scale):
                     pass
+                if task == "multiview" and view_batch > 1:
+                    views = {"poses": [noise] * view_batch, "generators": [torch.Generator(self.device)] * view_batch}
+                    for _ in self.stream_views(
+                        task, reference=noise, **views, num_inference_steps=2, guidance_scale=guidance_scale
+                    ):
+                        pass
 
         self.compiler = compiler
+        self.compiled_view_batches = {("multiview", view_batch)} if "multiview" in tasks and view_batch > 1 else set()
         compiler.warm_up(warm_up, background)
         return compiler
 
@@ -383,6 +452,7 @@ class OMFAPipeline(DiffusionPipeline):
         *,
         generator: torch.Generator | None = None,
         output_type: str = "pil",
+        view_batch: int = 1,
         **kwargs: Any,
     ) -> Iterator[Preview]:
         """Run `stages` in order, yielding a `Preview` after every denoising step of each.
@@ -393,22 +463,59 @@ class OMFAPipeline(DiffusionPipeline):
           stage with a seed draws from a fresh generator seeded so;
         - the final images of a `carry` stage are inputs of every later stage,
           passed on as tensors, never rounded to uint8 in between.
+        Batching: up to `view_batch` consecutive stages that differ only in
+        their pose map and seed (the views of a multi-view run: same task, the
+        same condition image objects, each its own seed, none carried) are
+        sampled together (`stream_views`); each still draws from its own seeded
+        generator, so its images are the ones it gets alone, to float rounding.
+        With a compiled forward only batches it was warmed up for are formed
+        (`compile(view_batch=...)`); other views run one by one, compiled.
+        After every step of a batch a preview of each of its stages is yielded,
+        in stage order, each with `batch` = the stage indices sampled together.
         Each preview names its stage (`stage`, `view`, `stage_index`). `kwargs`
         are `stream`'s sampling options (num_inference_steps, guidance_scale,
         scheduler, use_cache). Closing the iterator stops the work within one step.
         """
         if output_type not in ("pil", "pt"):
             raise ValueError(f"output_type must be 'pil' or 'pt', got {output_type!r}")
+        if not isinstance(view_batch, int) or view_batch < 1:
+            raise ValueError(f"view_batch must be an integer >= 1, got {view_batch!r}")
         carried: dict[str, torch.Tensor] = {}
-        for index, stage in enumerate(stages):
-            own = generator if stage.seed is None else torch.Generator(self.device).manual_seed(stage.seed)
-            previews = self.stream(stage.task, **{**carried, **stage.inputs}, generator=own, output_type="pt", **kwargs)
+        for batch in self._stage_batches(stages, view_batch):
+            group = [stages[i] for i in batch]
+            first = group[0]
+            generators = [
+                generator if stage.seed is None else torch.Generator(self.device).manual_seed(stage.seed)
+                for stage in group
+            ]
+            inputs = {**carried, **{slot: image for slot, image in first.inputs.items() if slot != "pose"}}
+            previews = self.stream_views(
+                first.task,
+                **inputs,
+                poses=[stage.inputs.get("pose") for stage in group],
+                generators=generators,
+                output_type="pt",
+                **kwargs,
+            )
             with closing(previews):
                 for p in previews:
+                    stage = group[p.view]
                     if p.final and stage.carry:
                         carried.update(p.images)
                     images = _to_pil(p.images) if output_type == "pil" else p.images
-                    yield replace(p, images=images, view=stage.view, stage=stage.name, stage_index=index)
+                    yield replace(
+                        p, images=images, view=stage.view, stage=stage.name, stage_index=batch[p.view], batch=batch
+                    )
+
+    def _stage_batches(self, stages: Sequence[Stage], view_batch: int) -> Iterator[tuple[int, ...]]:
+        """`_stage_batches`, with a batch that the compiled forward has no graph for split into single
+        stages: it would run eagerly, slower than compiled stages one by one (`compile(view_batch=...)`)."""
+        for batch in _stage_batches(stages, view_batch):
+            task = stages[batch[0]].task
+            if len(batch) > 1 and self.compiler is not None and (task, len(batch)) not in self.compiled_view_batches:
+                yield from ((i,) for i in batch)
+            else:
+                yield batch
 
     def stream_transfer(
         self, source: ImageInput, reference: ImageInput, pose: ImageInput, which: str = "upper", **kwargs: Any
@@ -436,20 +543,25 @@ class OMFAPipeline(DiffusionPipeline):
         upper: ImageInput | None = None,
         lower: ImageInput | None = None,
         seed: int = 0,
+        view_batch: int = DEFAULT_VIEW_BATCH,
         **kwargs: Any,
     ) -> Iterator[Preview]:
         """The same person (and outfit, or new garments if given) in several poses/views.
 
         View k has its own generator seeded `seed + k` (`multiview_stages`), so a
-        view does not change when others are added; the conditions are encoded
-        once and shared through the cache.
+        view does not change when others are added (to float rounding: up to
+        `view_batch` views are sampled as one batch, `stream_stages`); the
+        conditions are encoded once and shared through the cache. After every
+        step of a batch one preview per view of it is yielded (`Preview.view`,
+        `Preview.batch`); `view_batch=1` samples the views one after another.
         """
         if "generator" in kwargs:
             raise ValueError("multiview seeds each view itself; pass seed=... instead of generator=...")
-        yield from self.stream_stages(multiview_stages(reference, poses, upper=upper, lower=lower, seed=seed), **kwargs)
+        stages = multiview_stages(reference, poses, upper=upper, lower=lower, seed=seed)
+        yield from self.stream_stages(stages, view_batch=view_batch, **kwargs)
 
     def multiview(self, reference: ImageInput, poses: Sequence[ImageInput], **kwargs: Any) -> list[OMFAOutput]:
-        """Final images of every view, in pose order."""
+        """Final images of every view, in pose order (`stream_multiview`'s options)."""
         return [
             OMFAOutput(p.images, p.task, {"view": p.view})
             for p in self.stream_multiview(reference, poses, **kwargs)
@@ -480,6 +592,25 @@ class Stage:
     view: int = 0
     seed: int | None = None
     carry: bool = False
+
+
+def _stage_batches(stages: Sequence[Stage], size: int) -> list[tuple[int, ...]]:
+    """Stage indices in runs of at most `size` consecutive stages that can be sampled as one batch:
+    the same task and the same condition images (the same objects), each its own seed (a stage
+    drawing from the run's generator depends on the stages before it), none carried."""
+
+    def joins(a: Stage, b: Stage) -> bool:
+        conditions = lambda s: {k: id(v) for k, v in s.inputs.items() if k != "pose"}  # noqa: E731
+        seeded = a.seed is not None and b.seed is not None
+        return seeded and a.task == b.task and not (a.carry or b.carry) and conditions(a) == conditions(b)
+
+    batches: list[list[int]] = []
+    for i, stage in enumerate(stages):
+        if batches and len(batches[-1]) < size and joins(stages[batches[-1][-1]], stage):
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return [tuple(b) for b in batches]
 
 
 def try_on_stages(
@@ -536,6 +667,7 @@ def multiview_stages(
 
 
 __all__ = [
+    "DEFAULT_VIEW_BATCH",
     "OMFAPipeline",
     "OMFAOutput",
     "Preview",

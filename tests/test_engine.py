@@ -195,10 +195,16 @@ def test_transfer_and_multiview_share_the_cache(images):
     poses = [random_image(rng) for _ in range(4)]
     views = pipe.multiview(images["reference"], poses, num_inference_steps=2)
     assert [v.extra["view"] for v in views] == [0, 1, 2, 3]
-    assert pipe.condition_cache.misses == 1 and pipe.condition_cache.hits == 3
-    # a view does not depend on how many others were asked for
+    # the four views are one batch (DEFAULT_VIEW_BATCH): one lookup, broadcast to every view
+    assert pipe.condition_cache.misses == 1 and pipe.condition_cache.hits == 0
+    one_by_one = pipe.multiview(images["reference"], poses, num_inference_steps=2, view_batch=1)
+    assert pipe.condition_cache.misses == 1 and pipe.condition_cache.hits == 4
+    # a view does not depend on how many others were asked for; batched with others it rounds its
+    # matmuls differently (float level), so a pixel may land one uint8 level apart
     again = pipe.multiview(images["reference"], poses[:1], num_inference_steps=2)
-    assert np.array_equal(np.asarray(again[0].images["person"]), np.asarray(views[0].images["person"]))
+    for view in (again[0], one_by_one[0]):
+        diff = np.asarray(view.images["person"]).astype(int) - np.asarray(views[0].images["person"])
+        assert np.abs(diff).max() <= 1
 
 
 def test_condition_cache_is_bounded_by_bytes():

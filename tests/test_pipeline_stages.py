@@ -105,13 +105,22 @@ def test_every_preview_names_its_stage(pipe, images):
             images["reference"], [images["pose"], images["pose_2"]], seed=1, num_inference_steps=2, output_type="pt"
         )
     )
-    assert [(p.view, p.stage_index) for p in tensors] == [(0, 0), (0, 0), (1, 1), (1, 1)]
+    # the two views are sampled as one batch: each step yields a preview of each view
+    assert [(p.step, p.view, p.stage_index, p.batch) for p in tensors] == [
+        (0, 0, 0, (0, 1)),
+        (0, 1, 1, (0, 1)),
+        (1, 0, 0, (0, 1)),
+        (1, 1, 1, (0, 1)),
+    ]
     assert isinstance(tensors[-1].images["person"], torch.Tensor)
 
 
 def test_a_seeded_stage_is_independent_of_the_run_generator(pipe, images):
-    # View k of a multi-view run is the single task seeded seed + k, whatever came before it.
-    views = pipe.multiview(images["reference"], [images["pose"], images["pose_2"]], seed=7, num_inference_steps=STEPS)
+    # View k of a multi-view run is the single task seeded seed + k, whatever came before it
+    # (one after another here: batched, it agrees to float rounding, tests/test_batched_views.py).
+    views = pipe.multiview(
+        images["reference"], [images["pose"], images["pose_2"]], seed=7, num_inference_steps=STEPS, view_batch=1
+    )
     alone = pipe(
         "multiview",
         reference=images["reference"],
@@ -130,13 +139,13 @@ def test_a_seeded_stage_is_independent_of_the_run_generator(pipe, images):
 
 def test_closing_a_run_closes_the_stage_being_sampled(pipe, images, monkeypatch):
     opened = []
-    stream = pipe.stream
+    stream = pipe.stream_views  # every stage (or batch of views) is sampled by one stream_views
 
     def recorded(*args, **kwargs):
         opened.append(stream(*args, **kwargs))
         return opened[-1]
 
-    monkeypatch.setattr(pipe, "stream", recorded)
+    monkeypatch.setattr(pipe, "stream_views", recorded)
     stages = try_on_stages(images["reference"], images["pose"], take_off=[(images["dressed"], "upper")])
     run = pipe.stream_stages(stages, num_inference_steps=50, generator=seeded(0))
     assert next(run).stage == "try_off"

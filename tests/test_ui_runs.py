@@ -182,10 +182,22 @@ def test_try_off_of_both_garments(ctx):
     np.testing.assert_array_equal(last["lower"], np.asarray(out.images["lower"]))
 
 
-def test_pose_gallery_adds_each_view_as_it_finishes(ctx):
-    frames = list(stream_gallery(ctx, PORTRAIT, ["a_pose", "side_view"], [0, 90], RunSettings(steps=2, seed=4)))
-    sizes = [len(f.gallery) for f in frames]
-    assert sizes == sorted(sizes) and sizes[-1] == 4 and sorted(set(sizes)) == [0, 1, 2, 3, 4]
+def test_pose_gallery_shows_each_batch_of_views_as_it_forms(ctx):
+    settings = RunSettings(steps=2, seed=4, view_batch=3)
+    frames = list(stream_gallery(ctx, PORTRAIT, ["a_pose", "side_view"], [0, 90], settings))
+    steps = [f for f in frames if ": step " in f.status]
+    # one frame per step of a batch: views 1-3 form together, then view 4 joins them
+    assert [f.status for f in steps] == [
+        "Views 1-3 of 4: step 1/2",
+        "Views 1-3 of 4: step 2/2",
+        "View 4/4 (Side view, turn 90): step 1/2",
+        "View 4/4 (Side view, turn 90): step 2/2",
+    ]
+    assert [len(f.gallery) for f in steps] == [3, 3, 4, 4]
+    assert [f.progress for f in steps] == [0.375, 0.75, 0.875, 1.0]
+    # the finished views stay as they were
+    for image, final in zip(steps[2].gallery[:3], steps[-1].gallery[:3], strict=True):
+        np.testing.assert_array_equal(image[0], final[0])
     assert [caption for _, caption in frames[-1].gallery] == [
         "A-pose, turn 0",
         "A-pose, turn 90",
@@ -198,6 +210,12 @@ def test_pose_gallery_adds_each_view_as_it_finishes(ctx):
         ctx.portrait(PORTRAIT).image, [ctx.pose_map(side.pose, 180.0)], seed=7, num_inference_steps=2
     )
     np.testing.assert_array_equal(frames[-1].gallery[3][0], np.asarray(views[0].images["person"]))
+    # View 1 formed in a batch of three: the view alone agrees to float rounding (one uint8 level)
+    alone = ctx.pipe.multiview(
+        ctx.portrait(PORTRAIT).image, [ctx.pose_map(get_preset("a_pose").pose, 90.0)], seed=5, num_inference_steps=2
+    )
+    diff = frames[-1].gallery[1][0].astype(int) - np.asarray(alone[0].images["person"])
+    assert np.abs(diff).max() <= 1
 
 
 def test_gallery_view_limits(ctx):

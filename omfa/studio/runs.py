@@ -79,7 +79,8 @@ class Frame:
     images: output name -> (H, W, 3) uint8 at the model's canvas size; names are "result",
     "reference" (the portrait as the model sees it), "upper", "lower" (garments
     worn, extracted or taken off) and "pose" (the target pose map).
-    gallery: finished views of a pose gallery, (image, caption) in order.
+    gallery: the views of a pose gallery so far, (image, caption) in view order: the finished
+        ones and those of the batch being sampled, as they form.
     notes: sentences for the user about the inputs (outside the model's training data, a
         body part not in the photo), shown next to the result.
     """
@@ -286,10 +287,13 @@ def gallery_views(ctx: StudioContext, presets: Sequence[str], turns: Sequence[fl
 def stream_gallery(
     ctx: StudioContext, portrait: Any, presets: Sequence[str], turns: Sequence[float], settings: RunSettings
 ) -> Iterator[Frame]:
-    """The portrait's person, same outfit, in every picked pose and turn; views appear as they finish.
+    """The portrait's person, same outfit, in every picked pose and turn; views appear as they form.
 
     View k is seeded `settings.seed + k` (as `OMFAPipeline.multiview` does), so
-    a view does not change when others are added after it.
+    a view does not change when others are added after it. Up to
+    `settings.view_batch` views are sampled together; after every step the
+    gallery shows each view of the batch as it forms, next to the views
+    finished before it, in view order.
     """
     views = gallery_views(ctx, presets, turns)
     run = _Run(settings.steps * len(views))
@@ -303,17 +307,22 @@ def stream_gallery(
         maps.append(ctx.pose_map(preset.pose, preset.yaw_deg + turn))
         captions.append(f"{preset.label}, turn {turn:g}")
     stages = multiview_stages(prepared.image, maps, seed=settings.seed)
-    labels = [f"View {k + 1}/{len(views)} ({caption})" for k, caption in enumerate(captions)]
-    finished: list[tuple[np.ndarray, str]] = []
+    shown: dict[int, np.ndarray] = {}  # view -> its latest image (final once it is done)
     steps = ctx.sample(stages, settings)
     try:
         for step in steps:
-            run.images["result"] = step.images["person"]
-            run.images["pose"] = maps[step.view]
+            shown[step.view] = step.images["person"]
             run.steps_done += 1
-            if step.final:
-                finished.append((run.images["result"], captions[step.view]))
-            yield run.frame(f"{labels[step.view]}: step {step.step + 1}/{step.num_steps}", gallery=finished)
+            if step.view != step.batch[-1]:
+                continue  # one frame per step of a batch, once every view of it has that step
+            first, last = step.batch[0], step.batch[-1]
+            run.images["result"], run.images["pose"] = shown[first], maps[first]
+            if first == last:
+                label = f"View {first + 1}/{len(views)} ({captions[first]})"
+            else:
+                label = f"Views {first + 1}-{last + 1} of {len(views)}"
+            gallery = [(shown[k], captions[k]) for k in sorted(shown)]
+            yield run.frame(f"{label}: step {step.step + 1}/{step.num_steps}", gallery=gallery)
     finally:
         steps.close()
-    yield run.finish(f"{len(views)} views", finished)
+    yield run.finish(f"{len(views)} views", [(shown[k], captions[k]) for k in sorted(shown)])

@@ -25,11 +25,12 @@ import torch
 
 from omfa.canvas import tensor_to_image
 from omfa.diffusion import SCHEDULERS
-from omfa.pipeline import OMFAPipeline, Preview, Stage
+from omfa.pipeline import DEFAULT_VIEW_BATCH, OMFAPipeline, Preview, Stage
 
 MAX_STEPS = 100
 MAX_GUIDANCE = 20.0
 MAX_SEED = 2**32 - 1
+MAX_VIEW_BATCH = 8
 
 
 class SettingsError(ValueError):
@@ -47,6 +48,8 @@ class RunSettings:
     guidance: float = 2.0
     seed: int = 0
     scheduler: str = "euler"
+    # views of a pose gallery sampled as one batch (`OMFAPipeline.stream_stages`); not a widget
+    view_batch: int = DEFAULT_VIEW_BATCH
 
     def __post_init__(self) -> None:
         if not (isinstance(self.steps, int) and 1 <= self.steps <= MAX_STEPS):
@@ -57,6 +60,8 @@ class RunSettings:
             raise SettingsError(f"seed is {self.seed!r}; pick a whole number from 0 to {MAX_SEED}")
         if self.scheduler not in SCHEDULERS:
             raise SettingsError(f"scheduler is {self.scheduler!r}; choose one of {', '.join(SCHEDULERS)}")
+        if not (isinstance(self.view_batch, int) and 1 <= self.view_batch <= MAX_VIEW_BATCH):
+            raise SettingsError(f"view_batch is {self.view_batch!r}; pick a whole number from 1 to {MAX_VIEW_BATCH}")
 
     @classmethod
     def from_ui(cls, steps: Any, guidance: Any, seed: Any, scheduler: Any) -> RunSettings:
@@ -95,6 +100,7 @@ def sample_stages(pipe: OMFAPipeline, stages: Sequence[Stage], settings: RunSett
         scheduler=settings.scheduler,
         generator=generator,
         output_type="pt",
+        view_batch=settings.view_batch,
     )
     with closing(previews):
         for preview in previews:
