@@ -21,11 +21,15 @@ import torch
 
 from benchmarks import gallery, reliability, speed
 from benchmarks.models import SHIPPED_SIZE_HW, random_weights_pipe
+from omfa.acceleration import PRECISIONS, resolve_dtype
 from omfa.cli import parse_size
 from omfa.pipeline import DEFAULT_MODEL_DIR, OMFAPipeline
+from omfa.studio.settings import RunSettings
 
 
-def _timed_run(pipe: OMFAPipeline, inputs: dict, steps: int, use_cache: bool) -> tuple[float, float, torch.Tensor]:
+def _timed_run(
+    pipe: OMFAPipeline, inputs: dict, steps: int, use_cache: bool, scheduler: str = RunSettings.scheduler
+) -> tuple[float, float, torch.Tensor]:
     pipe.condition_cache.clear()  # every cached run pays for building its cache
     start = time.perf_counter()
     first = None
@@ -33,7 +37,8 @@ def _timed_run(pipe: OMFAPipeline, inputs: dict, steps: int, use_cache: bool) ->
         "try_on_upper",
         **inputs,
         num_inference_steps=steps,
-        guidance_scale=2.0,
+        guidance_scale=RunSettings.guidance,
+        scheduler=scheduler,
         generator=torch.Generator().manual_seed(0),
         use_cache=use_cache,
         output_type="pt",
@@ -45,17 +50,25 @@ def _timed_run(pipe: OMFAPipeline, inputs: dict, steps: int, use_cache: bool) ->
 
 
 def bench_cache(
-    model: str | None, preset: str, steps: int, repeats: int, seed: int, size_hw: tuple[int, int] = SHIPPED_SIZE_HW
+    model: str | None,
+    preset: str,
+    steps: int,
+    repeats: int,
+    seed: int,
+    size_hw: tuple[int, int] = SHIPPED_SIZE_HW,
+    precision: str = "auto",
 ) -> dict:
-    """Cached against uncached sampling of one try-on; `size_hw` sizes the stand-in model (no checkpoint)."""
+    """Cached against uncached sampling of one try-on at the app's sampler settings, both eager, at
+    `precision`; `size_hw` sizes the stand-in model (no checkpoint)."""
     if model:
-        pipe = OMFAPipeline.load(model, device="cpu")
+        pipe = OMFAPipeline.load(model, device="cpu", precision=precision)
         source = str(model)
     elif (DEFAULT_MODEL_DIR / "model_index.json").is_file() and preset == "small":
-        pipe = OMFAPipeline.load(DEFAULT_MODEL_DIR, device="cpu")
+        pipe = OMFAPipeline.load(DEFAULT_MODEL_DIR, device="cpu", precision=precision)
         source = "shipped checkpoint"
     else:
         pipe = random_weights_pipe(preset, seed, size_hw)
+        pipe.transformer.to(resolve_dtype(precision, "cpu"))
         source = f"{preset} preset, seeded random weights"
     rng = np.random.default_rng(seed)
     h, w = pipe.canvas_hw
@@ -72,7 +85,9 @@ def bench_cache(
         "model": source,
         "task": "try_on_upper",
         "canvas": f"{w}x{h}",
-        "guidance_scale": 2.0,
+        "dtype": str(pipe.transformer.dtype),
+        "scheduler": RunSettings.scheduler,
+        "guidance_scale": RunSettings.guidance,
         "steps": steps,
         "threads": torch.get_num_threads(),
         "uncached_s": round(best_u[0], 4),
@@ -118,7 +133,8 @@ def run(argv: list[str]) -> int:
     cache = sub.add_parser("cache", help="cached vs uncached sampling")
     cache.add_argument("--model", type=Path, default=None, help="checkpoint folder (default: shipped, else random)")
     cache.add_argument("--preset", default="small")
-    cache.add_argument("--steps", type=int, default=20)
+    cache.add_argument("--steps", type=int, default=RunSettings.steps)
+    cache.add_argument("--precision", choices=PRECISIONS, default="auto")
     cache.add_argument("--repeats", type=int, default=3)
     cache.add_argument("--seed", type=int, default=0)
     cache.add_argument(
@@ -147,7 +163,9 @@ def run(argv: list[str]) -> int:
         return 0
     if args.which in ("cache", "pose"):
         if args.which == "cache":
-            result = bench_cache(args.model, args.preset, args.steps, args.repeats, args.seed, args.size)
+            result = bench_cache(
+                args.model, args.preset, args.steps, args.repeats, args.seed, args.size, args.precision
+            )
         else:
             result = bench_pose(args.repeats)
         if args.json:

@@ -5,10 +5,12 @@
 `stream_frames`) under two configurations, alternating them so that drift
 on a shared machine hits both alike:
 - *before*: fp32 weights, 20 DDIM steps, every streamed image enlarged 3x
-  (Lanczos) and encoded on the server, as the app did before;
+  (Lanczos) and encoded on the server, u2netp at rembg's 320x320, as the app
+  did before;
 - *now*: the app's defaults: `--precision auto` (bf16 where native), the
   denoiser compiled (`omfa.acceleration`; the warm-up is finished before
-  timing), `RunSettings()`'s sampler and steps, canvas-size frames.
+  timing), `RunSettings()`'s sampler and steps, canvas-size frames, u2netp
+  at `U2NETP_SIZE`.
 A *warm* request reuses prepared uploads (the same photos again); a *cold*
 one brings photos never seen (new bytes: the matting, framing and pose
 estimation run). Each configuration's quality (masked PSNR and SSIM,
@@ -34,7 +36,8 @@ from PIL import Image
 
 from omfa.acceleration import compile_enabled
 from omfa.app.blocks import stream_frames
-from omfa.app.files import FileStore
+from omfa.app.files import AppFiles, FileStore
+from omfa.imaging.matting import U2NETP_SIZE, U2NetP
 from omfa.pipeline import DEFAULT_MODEL_DIR, OMFAPipeline
 from omfa.studio.context import EXAMPLES_DIR, StudioContext
 from omfa.studio.runs import PoseChoice, stream_try_on
@@ -54,6 +57,7 @@ class Config:
     compile: bool
     settings: RunSettings
     enlarge: int = 1  # streamed images enlarged this many times on the server before encoding
+    matting_size: int = U2NETP_SIZE  # u2netp's input side for background removal (before: rembg's 320)
 
     def describe(self) -> dict:
         s = self.settings
@@ -64,10 +68,13 @@ class Config:
             "steps": s.steps,
             "guidance": s.guidance,
             "frames": "canvas size" if self.enlarge == 1 else f"enlarged {self.enlarge}x on the server",
+            "matting_size": self.matting_size,
         }
 
 
-BEFORE = Config("before", "fp32", False, RunSettings(steps=20, guidance=2.0, seed=0, scheduler="ddim"), enlarge=3)
+BEFORE = Config(
+    "before", "fp32", False, RunSettings(steps=20, guidance=2.0, seed=0, scheduler="ddim"), enlarge=3, matting_size=320
+)
 NOW = Config("now", "auto", True, RunSettings())
 
 
@@ -95,7 +102,7 @@ def load_pipe(model: Path, precision: str, compile: bool) -> OMFAPipeline:
     return pipe
 
 
-def _request(ctx: StudioContext, files: FileStore, portrait: str, garment: str, settings: RunSettings):
+def _request(ctx: StudioContext, files: AppFiles, portrait: str, garment: str, settings: RunSettings):
     """One try-on through the app's handler code: (seconds, seconds to the first denoising preview)."""
     ctx.pipe.condition_cache.clear()  # every request pays for its conditions' keys
     start = time.perf_counter()
@@ -150,7 +157,11 @@ def bench_request(model: Path, repeats: int, data: Path | None, every: int, limi
     """Warm and cold try-ons, before against now, side by side; the quality of each on the test split."""
     configs = (BEFORE, NOW)
     contexts = {c.name: StudioContext(load_pipe(model, c.precision, c.compile)) for c in configs}
-    stores = {c.name: EnlargingStore(c.enlarge) for c in configs}
+    for c in configs:
+        contexts[c.name].u2netp = U2NetP(size=c.matting_size)
+    stores = {c.name: AppFiles() for c in configs}
+    for c in configs:
+        stores[c.name].images = EnlargingStore(c.enlarge)
     portrait, garment = EXAMPLES_DIR / "portrait.png", EXAMPLES_DIR / "top.png"
     timings: dict[str, dict[str, list]] = {c.name: {"warm": [], "cold": []} for c in configs}
     try:

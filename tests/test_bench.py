@@ -8,7 +8,7 @@ from benchmarks.bench import bench_cache, run
 
 
 def test_bench_cache_reports_every_field_and_exact_outputs():
-    result = bench_cache(None, "tiny", steps=3, repeats=1, seed=0, size_hw=(32, 24))
+    result = bench_cache(None, "tiny", steps=3, repeats=1, seed=0, size_hw=(32, 24), precision="fp32")
     for key in ("steps", "uncached_s", "cached_s", "speedup", "max_abs_diff", "first_preview_frac"):
         assert key in result
     assert result["steps"] == 3 and result["model"].startswith("tiny")

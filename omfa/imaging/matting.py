@@ -58,8 +58,11 @@ class Cutout:
 class U2NetP:
     """The u2netp salient-object model, loaded on first use (thread-safe)."""
 
-    def __init__(self, model_path: str | Path = U2NETP_PATH) -> None:
+    def __init__(self, model_path: str | Path = U2NETP_PATH, size: int = U2NETP_SIZE) -> None:
+        if size % 32 or size < 32:
+            raise ValueError(f"u2netp input size is {size}; use a multiple of 32 (224 or rembg's 320)")
         self.model_path = Path(model_path)
+        self.size = size  # the square input side
         self._session = None
         self._lock = threading.Lock()
 
@@ -81,13 +84,14 @@ class U2NetP:
                     ) from err
             return self._session
 
-    def probability(self, rgb: np.ndarray, size: int = U2NETP_SIZE) -> np.ndarray:
+    def probability(self, rgb: np.ndarray, size: int | None = None) -> np.ndarray:
         """Foreground probability at the network's input resolution: (size, size) float32.
 
         Args:
             rgb: (H, W, 3) uint8.
-            size: the square input side, a multiple of 32.
+            size: the square input side, a multiple of 32 (default: this instance's `size`).
         """
+        size = self.size if size is None else size
         if size % 32 or size < 32:
             raise ValueError(f"u2netp input size is {size}; use a multiple of 32 (224 or rembg's 320)")
         session = self._get_session()  # onnxruntime's run() is thread-safe
