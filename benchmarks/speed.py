@@ -41,7 +41,7 @@ from omfa.imaging.matting import U2NETP_SIZE, U2NetP
 from omfa.pipeline import DEFAULT_MODEL_DIR, OMFAPipeline
 from omfa.studio.context import EXAMPLES_DIR, StudioContext
 from omfa.studio.runs import PoseChoice, stream_try_on
-from omfa.studio.settings import RunSettings
+from omfa.studio.settings import TRY_OFF_DEFAULTS, RunSettings
 
 SHOWN = ("result", "reference", "upper", "lower", "pose")  # the try-on tab's images (omfa.app.blocks)
 FAMILIES = ("try_on", "try_off", "multiview")
@@ -58,6 +58,7 @@ class Config:
     settings: RunSettings
     enlarge: int = 1  # streamed images enlarged this many times on the server before encoding
     matting_size: int = U2NETP_SIZE  # u2netp's input side for background removal (before: rembg's 320)
+    try_off_settings: RunSettings | None = None  # the Try-Off tab's own sampler settings (None: `settings`)
 
     def describe(self) -> dict:
         s = self.settings
@@ -69,13 +70,13 @@ class Config:
             "guidance": s.guidance,
             "frames": "canvas size" if self.enlarge == 1 else f"enlarged {self.enlarge}x on the server",
             "matting_size": self.matting_size,
-        }
+        } | ({"try_off": f"{t.scheduler} {t.steps}"} if (t := self.try_off_settings) else {})
 
 
 BEFORE = Config(
     "before", "fp32", False, RunSettings(steps=20, guidance=2.0, seed=0, scheduler="ddim"), enlarge=3, matting_size=320
 )
-NOW = Config("now", "auto", True, RunSettings())
+NOW = Config("now", "auto", True, RunSettings(), try_off_settings=TRY_OFF_DEFAULTS)
 
 
 class EnlargingStore(FileStore):
@@ -128,8 +129,16 @@ def _fresh_copy(path: Path, folder: Path, k: int) -> str:
     return str(out)
 
 
-def quality(pipe: OMFAPipeline, settings: RunSettings, data: Path, every: int, limit: int) -> dict:
-    """{family: {psnr_mask, ssim_mask, pattern, iou?, n}} plus seconds per image, on the test split."""
+def quality(
+    pipe: OMFAPipeline,
+    settings: RunSettings,
+    data: Path,
+    every: int,
+    limit: int,
+    try_off: RunSettings | None = None,
+) -> dict:
+    """{family: {psnr_mask, ssim_mask, pattern, iou?, n}} plus seconds per image, on the test split;
+    try-off cases with `try_off`'s sampler settings when given (the app's Try-Off tab has its own)."""
     from omfa.data.examples import cases_from_sample
     from omfa.data.shards import ShardDataset
     from omfa.training.evaluate import evaluate, model_predictor, sample_indices
@@ -138,12 +147,15 @@ def quality(pipe: OMFAPipeline, settings: RunSettings, data: Path, every: int, l
     if not len(dataset):
         raise ValueError(f"{data} has no test split; generate it with `omfa synth --out {data}`")
     cases = [c for i in sample_indices(len(dataset), every, limit) for c in cases_from_sample(dataset[i], FAMILIES)]
-    predict = model_predictor(pipe, settings.steps, settings.guidance, settings.seed, {}, settings.scheduler)
+    predictors = {
+        name: model_predictor(pipe, s.steps, s.guidance, s.seed, {}, s.scheduler)
+        for name, s in (("try_on", settings), ("try_off", try_off or settings))
+    }
     seconds: list[float] = []
 
     def timed(case):
         start = time.perf_counter()
-        out = predict(case)
+        out = predictors["try_off" if case.target_slot != "person" else "try_on"](case)
         seconds.append(time.perf_counter() - start)
         return out
 
@@ -185,7 +197,9 @@ def bench_request(model: Path, repeats: int, data: Path | None, every: int, limi
                 "first_preview_frac_cold": round(b["cold"][1] / b["cold"][0], 3),
             }
             if data is not None:
-                result[c.name]["quality"] = quality(contexts[c.name].pipe, c.settings, data, every, limit)
+                result[c.name]["quality"] = quality(
+                    contexts[c.name].pipe, c.settings, data, every, limit, c.try_off_settings
+                )
         result["warm_speedup"] = round(best["before"]["warm"][0] / best["now"]["warm"][0], 2)
         result["cold_speedup"] = round(best["before"]["cold"][0] / best["now"]["cold"][0], 2)
         return result

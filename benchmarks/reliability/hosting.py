@@ -306,7 +306,8 @@ def check_maximal_run(app: ServedApp, steps: int = LONG_STEPS) -> CheckResult:
     job = client.submit(portrait, *GALLERY_12, steps, 2.0, 0, "ddim", api_name="/pose_gallery")
     try:
         outputs = job.result()
-        problem = None if DONE.search(str(outputs[3])) and len(outputs[4]) == 12 else f"ended {str(outputs[3])[:80]!r}"
+        status, views = outputs[4], outputs[5]  # preview, pose, notice, percent, status, views, zip
+        problem = None if DONE.search(str(status)) and len(views) == 12 else f"ended {str(status)[:80]!r}"
     except Exception as error:  # a refusal, a broken connection: any of them fails the case
         problem = f"{type(error).__name__}: {str(error)[:100]}"
     frames = len(job.outputs())

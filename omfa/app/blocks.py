@@ -32,7 +32,7 @@ from PIL import Image
 
 from omfa.app.checks import checked_upload, notice_text
 from omfa.app.errors import user_error
-from omfa.app.files import CANVAS_CLASS, CANVAS_CSS, AppFiles, FileStore
+from omfa.app.files import CANVAS_CLASS, CANVAS_CSS, AppFiles, FileStore, release_freed_memory
 from omfa.app.pose_studio import DEFAULT_PRESET, build_pose_studio, pose_picker, preset_state
 from omfa.app.uploads import ImageUpload
 from omfa.diffusion import SCHEDULERS
@@ -50,7 +50,7 @@ from omfa.studio.runs import (
     stream_try_off,
     stream_try_on,
 )
-from omfa.studio.settings import MAX_GUIDANCE, MAX_SEED, MAX_STEPS, RunSettings
+from omfa.studio.settings import MAX_GUIDANCE, MAX_SEED, MAX_STEPS, TRY_OFF_DEFAULTS, RunSettings
 
 HEADER = """# OMFA Studio
 One diffusion model for try-on, try-off, outfits and any pose. Upload a portrait and a garment
@@ -96,13 +96,13 @@ def examples_path(name: str) -> str:
     return str(EXAMPLES_DIR / name)
 
 
-def advanced_settings(tab: str) -> list[gr.components.Component]:
+def advanced_settings(tab: str, defaults: RunSettings = RunSettings()) -> list[gr.components.Component]:
     """Steps, guidance, seed and scheduler in a closed accordion, in RunSettings.from_ui order."""
     with gr.Accordion("Advanced", open=False, elem_id=f"{tab}_advanced"):
-        steps = gr.Slider(1, MAX_STEPS, value=RunSettings.steps, step=1, label="Steps", elem_id=f"{tab}_steps")
-        guidance = gr.Slider(0, MAX_GUIDANCE, value=RunSettings.guidance, step=0.1, label="Guidance scale")
-        seed = gr.Number(RunSettings.seed, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
-        scheduler = gr.Dropdown(list(SCHEDULERS), value=RunSettings.scheduler, label="Scheduler")
+        steps = gr.Slider(1, MAX_STEPS, value=defaults.steps, step=1, label="Steps", elem_id=f"{tab}_steps")
+        guidance = gr.Slider(0, MAX_GUIDANCE, value=defaults.guidance, step=0.1, label="Guidance scale")
+        seed = gr.Number(defaults.seed, precision=0, minimum=0, maximum=MAX_SEED, label="Seed")
+        scheduler = gr.Dropdown(list(SCHEDULERS), value=defaults.scheduler, label="Scheduler")
     return [steps, guidance, seed, scheduler]
 
 
@@ -224,6 +224,7 @@ def stream_frames(
     finally:
         if frames is not None:
             frames.close()
+        release_freed_memory()
 
 
 def create_demo(
@@ -419,7 +420,7 @@ class _Tab:
                 part = gr.Radio(
                     [("Top", "upper"), ("Bottom", "lower"), ("Both", "both")], value="upper", label="Take off"
                 )
-                settings = advanced_settings("try_off")
+                settings = advanced_settings("try_off", TRY_OFF_DEFAULTS)
                 run, stop = run_buttons("try_off")
             with gr.Column():
                 with gr.Row():

@@ -25,7 +25,7 @@ from PIL import Image
 
 from omfa.acceleration import PRECISIONS
 from omfa.diffusion import SCHEDULERS
-from omfa.studio.settings import RunSettings
+from omfa.studio.settings import TRY_OFF_DEFAULTS, RunSettings
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,12 +34,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def common(p: argparse.ArgumentParser) -> None:
+    def common(p: argparse.ArgumentParser, defaults: RunSettings = RunSettings()) -> None:
         p.add_argument("--model", type=Path, default=None, help="checkpoint folder (default: the shipped one)")
-        p.add_argument("--steps", type=int, default=RunSettings.steps)
-        p.add_argument("--guidance", type=float, default=RunSettings.guidance)
-        p.add_argument("--seed", type=int, default=RunSettings.seed)
-        p.add_argument("--scheduler", default=RunSettings.scheduler, choices=list(SCHEDULERS))
+        p.add_argument("--steps", type=int, default=defaults.steps)
+        p.add_argument("--guidance", type=float, default=defaults.guidance)
+        p.add_argument("--seed", type=int, default=defaults.seed)
+        p.add_argument("--scheduler", default=defaults.scheduler, choices=list(SCHEDULERS))
         p.add_argument(
             "--precision", choices=PRECISIONS, default="auto", help="weights' dtype: auto is bf16 where native"
         )
@@ -61,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
     tryoff.add_argument("--photo", required=True)
     tryoff.add_argument("--which", choices=("upper", "lower", "both"), default="upper")
     tryoff.add_argument("--out-dir", type=Path, required=True)
-    common(tryoff)
+    common(tryoff, TRY_OFF_DEFAULTS)
 
     transfer = sub.add_parser("transfer", help="another person's garment onto the portrait's person")
     transfer.add_argument("--portrait", required=True)
