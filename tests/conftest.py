@@ -30,3 +30,14 @@ def renderer():
 
     with PoseRenderer() as shared:
         yield shared
+
+
+@pytest.fixture(scope="module")
+def cat(tmp_path_factory) -> str:
+    """A photo with no garment and no person in it: scikit-image's public-domain cat (Chelsea)."""
+    from PIL import Image
+    from skimage import data
+
+    path = tmp_path_factory.mktemp("photos") / "cat.png"
+    Image.fromarray(data.chelsea()).save(path)
+    return str(path)

@@ -138,17 +138,6 @@ def shots(tmp_path_factory) -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
-def cat(tmp_path_factory) -> str:
-    """scikit-image's public-domain cat (Chelsea): no person, no garment."""
-    data = pytest.importorskip("skimage.data")
-    from PIL import Image
-
-    path = tmp_path_factory.mktemp("photos") / "cat.png"
-    Image.fromarray(data.chelsea()).save(path)
-    return str(path)
-
-
 def set_steps(page, tab: str, steps: int) -> None:
     box = page.locator(f"#{tab}_steps input[type=number]")
     if not box.is_visible():

@@ -63,15 +63,6 @@ def client(folder):
     demo.close()
 
 
-@pytest.fixture(scope="module")
-def cat(tmp_path_factory) -> str:
-    """A photo with no garment and no person in it: scikit-image's public-domain cat (Chelsea)."""
-    data = pytest.importorskip("skimage.data")
-    path = tmp_path_factory.mktemp("photos") / "cat.png"
-    Image.fromarray(data.chelsea()).save(path)
-    return str(path)
-
-
 def file(path: str) -> dict:
     return gradio_client.handle_file(path)
 
