@@ -284,5 +284,11 @@ def test_pose_gallery_views_at_a_useful_size_with_a_download(page, shots):
     assert gallery["y"] + gallery["height"] - max(box["y"] + box["height"] for box in boxes) < 80, (gallery, boxes)
     for caption in ("A-pose, turn 0", "A-pose, turn 90", "Walking, turn 0", "Walking, turn 90"):
         sync_api.expect(page.locator("#pose_gallery_views").get_by_text(caption)).to_be_visible()
+    # each caption sits under its view, not over it
+    items = page.locator("#pose_gallery_views .thumbnail-item")
+    for k in range(4):
+        image = items.nth(k).locator("img").bounding_box()
+        label = items.nth(k).locator(".caption-label").bounding_box()
+        assert label["y"] >= image["y"] + image["height"] - 1, (image, label)
     sync_api.expect(page.locator("#pose_gallery_zip")).to_contain_text(re.compile(r"pose_gallery\s*\.zip"))
     page.screenshot(path=str(shots / "pose_gallery.png"), full_page=True)

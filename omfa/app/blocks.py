@@ -74,12 +74,18 @@ poses and views, conditioned on a pose map rendered from an SMPL-X pose. Each de
 estimate of the clean image (Tweedie's formula) is what you see forming."""
 
 
-# Canvas images fill their boxes; the notices and upload checks stand out from the labels around them
-# (passed to launch()).
+# Canvas images fill their boxes; the notices and upload checks stand out from the labels around them;
+# a pose gallery's captions (pose and turn) sit under their views, not over them (passed to launch()).
 CSS = (
     CANVAS_CSS
     + """
 .omfa-notice:has(p), .omfa-check:has(p) { padding: 4px 8px; border-left: 3px solid #d97706; }
+#pose_gallery_views .thumbnail-item { display: flex; flex-direction: column; }
+#pose_gallery_views .thumbnail-item img { flex: 1 1 auto; min-height: 0; height: auto; }
+#pose_gallery_views .caption-label {
+  position: static; flex: none; width: 100%; max-width: 100%; text-align: center;
+  border: none; border-top: 1px solid var(--border-color-primary); border-radius: 0;
+}
 """
 )
 
