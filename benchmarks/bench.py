@@ -27,9 +27,7 @@ from omfa.pipeline import DEFAULT_MODEL_DIR, OMFAPipeline
 from omfa.studio.settings import RunSettings
 
 
-def _timed_run(
-    pipe: OMFAPipeline, inputs: dict, steps: int, use_cache: bool, scheduler: str = RunSettings.scheduler
-) -> tuple[float, float, torch.Tensor]:
+def _timed_run(pipe: OMFAPipeline, inputs: dict, steps: int, use_cache: bool) -> tuple[float, float, torch.Tensor]:
     pipe.condition_cache.clear()  # every cached run pays for building its cache
     start = time.perf_counter()
     first = None
@@ -38,7 +36,7 @@ def _timed_run(
         **inputs,
         num_inference_steps=steps,
         guidance_scale=RunSettings.guidance,
-        scheduler=scheduler,
+        scheduler=RunSettings.scheduler,
         generator=torch.Generator().manual_seed(0),
         use_cache=use_cache,
         output_type="pt",

@@ -14,11 +14,11 @@ from typing import Any
 
 import gradio as gr
 
-from omfa.app.errors import log
+from omfa.app.errors import log_user_error
 from omfa.app.uploads import ImageUpload, image_upload
 from omfa.imaging import ImageInputError, load_image
 from omfa.studio.context import StudioContext
-from omfa.studio.runs import TRY_OFF_EXPECT, input_notes, sentence
+from omfa.studio.runs import TRY_OFF_EXPECT, input_notes
 
 
 def notice_text(notes: Sequence[str]) -> str:
@@ -39,8 +39,7 @@ def check_upload(ctx: StudioContext, path: str | None, role: str) -> tuple[Any, 
     try:
         load_image(path)
     except ImageInputError as error:
-        log.warning("user error in upload (%s): %s", role, sentence(error))
-        return None, f"**This file cannot be used:** {sentence(error)}"
+        return None, f"**This file cannot be used:** {log_user_error(error, f'upload ({role})')}"
     try:
         if role == "garment":
             garment = ctx.garment(path)
@@ -50,8 +49,7 @@ def check_upload(ctx: StudioContext, path: str | None, role: str) -> tuple[Any, 
             return gr.skip(), "Person found: **Copy the pose from the photo** takes their pose."
         person = ctx.portrait(path, "photo" if role == "photo" else "portrait")
     except ValueError as error:
-        log.warning("user error in upload (%s): %s", role, sentence(error))
-        return gr.skip(), f"**This photo will not work:** {sentence(error)}"
+        return gr.skip(), f"**This photo will not work:** {log_user_error(error, f'upload ({role})')}"
     if role == "photo":
         notes = input_notes(ctx, person, role, whole_body=False, expect=TRY_OFF_EXPECT)
     else:

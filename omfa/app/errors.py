@@ -21,11 +21,16 @@ from omfa.studio.runs import sentence
 log = logging.getLogger("omfa.app")
 
 
-def user_error(error: BaseException, where: str) -> gr.Error:
-    """The gr.Error to raise for a user's bad input `error` in handler `where`; logs one line."""
+def log_user_error(error: BaseException, where: str) -> str:
+    """Log a user's bad input `error` in `where` as one line; returns its message for the screen."""
     message = sentence(error)
     log.warning("user error in %s: %s", where, message)
-    return gr.Error(message, print_exception=False)
+    return message
+
+
+def user_error(error: BaseException, where: str) -> gr.Error:
+    """The gr.Error to raise for a user's bad input `error` in handler `where`; logs one line."""
+    return gr.Error(log_user_error(error, where), print_exception=False)
 
 
 def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:

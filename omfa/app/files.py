@@ -12,6 +12,7 @@ the bytes. Only the Pose Studio's shaded figure is rendered large, at
 from __future__ import annotations
 
 import ctypes
+import functools
 import hashlib
 import io
 import shutil
@@ -38,11 +39,18 @@ def release_freed_memory() -> None:
     once); glibc keeps freed blocks in its arenas, so without this the server's resident memory
     stays at its peak after a maximal run. Elsewhere (no glibc) it does nothing.
     """
+    libc = _glibc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+@functools.cache
+def _glibc() -> ctypes.CDLL | None:
+    """The C library, loaded once; None where it is not glibc."""
     try:
-        libc = ctypes.CDLL("libc.so.6")
+        return ctypes.CDLL("libc.so.6")
     except OSError:
-        return
-    libc.malloc_trim(0)
+        return None
 
 
 class FileStore:

@@ -21,12 +21,12 @@ from typing import Any
 import gradio as gr
 
 from omfa.app.checks import checked_upload
-from omfa.app.errors import log, user_errors
+from omfa.app.errors import log_user_error, user_errors
 from omfa.app.files import CANVAS_CLASS, FIGURE_HW, AppFiles
 from omfa.pose.edit import LIMBS, MAIN_JOINTS, drag_limb, joint_degrees, set_joint
 from omfa.pose.render import export_glb
 from omfa.studio.context import EXAMPLES_DIR, StudioContext
-from omfa.studio.runs import POSE_SOURCES, PoseState, sentence
+from omfa.studio.runs import POSE_SOURCES, PoseState
 
 DEFAULT_PRESET = "relaxed_stand"
 DEFAULT_JOINT = "left_shoulder"
@@ -212,8 +212,7 @@ def build_pose_studio(ctx: StudioContext, files: AppFiles, state: gr.State) -> N
         try:
             copied = photo_state(ctx, image)
         except ValueError as error:
-            message = sentence(error)
-            log.warning("user error in pose_from_photo: %s", message)
+            message = log_user_error(error, "pose_from_photo")
             gr.Warning(message)
             kept = [gr.skip()] * (len(outputs) - 1)
             return (*kept, describe(current, f"Could not copy a pose: {message}"), gr.skip())

@@ -55,14 +55,19 @@ class Cutout:
     method: str
 
 
+def _checked_side(size: int) -> int:
+    """A u2netp input side: the network pools five times, so a multiple of 32."""
+    if size % 32 or size < 32:
+        raise ValueError(f"u2netp input size is {size}; use a multiple of 32 (224 or rembg's 320)")
+    return size
+
+
 class U2NetP:
     """The u2netp salient-object model, loaded on first use (thread-safe)."""
 
     def __init__(self, model_path: str | Path = U2NETP_PATH, size: int = U2NETP_SIZE) -> None:
-        if size % 32 or size < 32:
-            raise ValueError(f"u2netp input size is {size}; use a multiple of 32 (224 or rembg's 320)")
         self.model_path = Path(model_path)
-        self.size = size  # the square input side
+        self.size = _checked_side(size)  # the square input side
         self._session = None
         self._lock = threading.Lock()
 
@@ -91,9 +96,7 @@ class U2NetP:
             rgb: (H, W, 3) uint8.
             size: the square input side, a multiple of 32 (default: this instance's `size`).
         """
-        size = self.size if size is None else size
-        if size % 32 or size < 32:
-            raise ValueError(f"u2netp input size is {size}; use a multiple of 32 (224 or rembg's 320)")
+        size = self.size if size is None else _checked_side(size)
         session = self._get_session()  # onnxruntime's run() is thread-safe
         small = Image.fromarray(rgb).resize((size, size), Image.Resampling.LANCZOS)
         x = np.asarray(small, np.float32)

@@ -41,9 +41,10 @@ class SettingsError(ValueError):
 class RunSettings:
     """The sampler settings of one run (the app's Advanced accordion, the CLI's --steps ... --scheduler)."""
 
-    # Euler at 8 steps: on the test split, masked PSNR and SSIM at or above DDIM at 20 steps and the
-    # best pattern fidelity of every sampler and step count measured, at 0.4x the steps
-    # (`omfa bench steps`, the README's table).
+    # Euler at 8 steps: on the test split, the best masked SSIM of every sampler and step count
+    # measured, masked PSNR above DDIM at 20 steps on try-on and multi-view, the best pattern
+    # fidelity there, at 0.4x the steps (`omfa bench steps`, docs/SPEED.md); try-off has its own
+    # (`TRY_OFF_DEFAULTS`).
     steps: int = 8
     guidance: float = 2.0
     seed: int = 0
