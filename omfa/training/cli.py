@@ -23,7 +23,7 @@ def _parser(command: str, module_doc: str | None) -> argparse.ArgumentParser:
 def train_parser() -> argparse.ArgumentParser:
     from omfa.pose.condition import POSE_CONDITIONS
     from omfa.training import loop
-    from omfa.training.loss import LOSS_WEIGHTINGS
+    from omfa.training.loss import LOSS_WEIGHTINGS, TIMESTEP_SAMPLINGS
 
     parser = _parser("train", loop.__doc__)
     parser.add_argument("--data", type=Path, required=True, help="dataset folder written by `omfa synth`")
@@ -31,6 +31,7 @@ def train_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", default="small-cpu", choices=list(loop.CONFIGS))
     parser.add_argument("--steps", type=int, help="override the number of steps")
     parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--warmup", type=int, help="learning-rate warm-up steps (a warm start needs fewer)")
     parser.add_argument("--tasks", help="comma-separated task subset (ablations)")
     parser.add_argument("--full-canvas", action="store_true", help="ablation: noise every slot")
     parser.add_argument(
@@ -47,6 +48,16 @@ def train_parser() -> argparse.ArgumentParser:
         "--loss-weighting",
         choices=LOSS_WEIGHTINGS,
         help="per-timestep weight of the x0 loss (default: the config's, uniform)",
+    )
+    parser.add_argument(
+        "--timestep-sampling",
+        choices=TIMESTEP_SAMPLINGS,
+        help="which timesteps batches draw; high_noise spends the steps where conditions must be read "
+        "(default: the config's, uniform)",
+    )
+    parser.add_argument(
+        "--task-weights",
+        help="relative task frequencies over the config's, e.g. try_off_upper=2,try_off_lower=2",
     )
     parser.add_argument("--max-minutes", type=float, help="stop (after saving) when this much time has passed")
     parser.add_argument("--init-weights", type=Path, help="start from these model weights (safetensors)")
@@ -114,6 +125,20 @@ def _split(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(","))
 
 
+def _task_weights(parser: argparse.ArgumentParser, text: str) -> dict[str, float]:
+    """ "task=weight,..." -> {task: weight}; a malformed entry is a usage error that shows the form."""
+    weights = {}
+    for part in _split(text):
+        task, _, value = part.partition("=")
+        try:
+            weights[task] = float(value)
+        except ValueError:
+            parser.error(f"--task-weights entry {part!r} is not task=number (e.g. try_off_upper=2)")
+        if not weights[task] >= 0:
+            parser.error(f"--task-weights: the weight of {task} must be >= 0, got {value}")
+    return weights
+
+
 def run_train(argv: list[str]) -> int:
     from omfa.data.shards import ShardDataset
     from omfa.training.loop import CONFIGS, train
@@ -125,13 +150,17 @@ def run_train(argv: list[str]) -> int:
         for k, v in {
             "steps": args.steps,
             "batch_size": args.batch_size,
+            "warmup": args.warmup,
             "pose_condition": args.pose_condition,
             "loss_weighting": args.loss_weighting,
+            "timestep_sampling": args.timestep_sampling,
         }.items()
         if v is not None
     }
     if args.tasks:
         overrides["tasks"] = _split(args.tasks)
+    if args.task_weights:
+        overrides["task_weights"] = CONFIGS[args.config].task_weights | _task_weights(parser, args.task_weights)
     if args.full_canvas:
         overrides["full_canvas"] = True
     if args.full_condition_attention:

@@ -34,7 +34,7 @@ from omfa.denoiser import OMFATransformer
 from omfa.diffusion import alphas_cumprod, make_scheduler
 from omfa.pose.condition import DEFAULT_POSE_CONDITION, check_kind
 from omfa.training.batch import collate
-from omfa.training.loss import check_weighting, partial_diffusion_loss
+from omfa.training.loss import check_sampling, check_weighting, partial_diffusion_loss
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,7 @@ class TrainConfig:
     refiner: bool = True  # False: the preset without its pixel refiner (the plain patch head)
     pose_condition: str = DEFAULT_POSE_CONDITION  # the map joined to the person slot: "parts" or "surface"
     loss_weighting: str = "uniform"  # per-timestep weight of the x0 loss: "uniform" or "min_snr"
+    timestep_sampling: str = "uniform"  # which timesteps batches draw: "uniform" or "high_noise"
     tasks: tuple[str, ...] = tuple(TASKS)
     # relative frequency of each task family; missing tasks default to 1.0
     task_weights: dict = field(
@@ -74,7 +75,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         check_kind(self.pose_condition)
         check_weighting(self.loss_weighting)
-        for task in self.tasks:
+        check_sampling(self.timestep_sampling)
+        for task in (*self.tasks, *self.task_weights):
             get_task(task)
 
 
@@ -288,7 +290,8 @@ def train(
     log(
         f"training {cfg.preset} from step {step} to {cfg.steps} on {accelerator.device} "
         f"({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, {size_hw[0]}x{size_hw[1]} px, "
-        f"pose {cfg.pose_condition}, {cfg.loss_weighting} loss, tasks {sampler.tasks})"
+        f"pose {cfg.pose_condition}, {cfg.loss_weighting} loss, {cfg.timestep_sampling} timesteps, "
+        f"tasks {sampler.tasks})"
     )
     running: dict[str, list[float]] = {t: [] for t in sampler.tasks}
     start, history, first_step = time.time(), [], step
@@ -301,7 +304,14 @@ def train(
         # 2. partial diffusion: noise the targets, keep the conditions clean
         with accelerator.autocast():
             loss = partial_diffusion_loss(
-                model, batch, gen, abar, cfg.condition_dropout, cfg.full_canvas, cfg.loss_weighting
+                model,
+                batch,
+                gen,
+                abar,
+                cfg.condition_dropout,
+                cfg.full_canvas,
+                cfg.loss_weighting,
+                cfg.timestep_sampling,
             )
         # 3. the update, then the EMA
         accelerator.backward(loss)
