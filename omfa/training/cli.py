@@ -48,6 +48,15 @@ def train_parser() -> argparse.ArgumentParser:
         choices=LOSS_WEIGHTINGS,
         help="per-timestep weight of the x0 loss (default: the config's, uniform)",
     )
+    parser.add_argument(
+        "--vae",
+        help="a local diffusers VAE folder (AutoencoderKL, AutoencoderTiny or AutoencoderDC): train on its latents, "
+        "cached once under OUT/latents",
+    )
+    parser.add_argument(
+        "--preview-vae", help="a local tiny autoencoder of the VAE's latent space, exported to decode previews"
+    )
+    parser.add_argument("--patch-size", type=int, help="override the preset's patch size (2 suits an 8x VAE)")
     parser.add_argument("--max-minutes", type=float, help="stop (after saving) when this much time has passed")
     parser.add_argument("--init-weights", type=Path, help="start from these model weights (safetensors)")
     parser.add_argument("--in-memory", action="store_true", help="decode the whole split into memory first")
@@ -127,6 +136,9 @@ def run_train(argv: list[str]) -> int:
             "batch_size": args.batch_size,
             "pose_condition": args.pose_condition,
             "loss_weighting": args.loss_weighting,
+            "vae": args.vae,
+            "preview_vae": args.preview_vae,
+            "patch_size": args.patch_size,
         }.items()
         if v is not None
     }
