@@ -66,6 +66,15 @@ def test_scaling_and_shift_follow_the_diffusers_convention():
         z = encode(vae, x)
         assert torch.allclose(z, (raw - 0.25) * 0.5)
         assert torch.allclose(decode(vae, z), vae.decode(raw).sample, atol=1e-5)
+    # per-channel statistics (SDXL's pipeline convention): z = (latent - mean) * scale / std
+    mean, std = [0.1, -0.2, 0.3, 0.0], [0.5, 2.0, 1.0, 4.0]
+    stats = tiny_kl(scaling_factor=0.5, latents_mean=mean, latents_std=std)
+    with torch.no_grad():
+        raw = stats.encode(x).latent_dist.mode()
+        z = encode(stats, x)
+        for c in range(4):
+            assert torch.allclose(z[:, c], (raw[:, c] - mean[c]) * 0.5 / std[c])
+        assert torch.allclose(decode(stats, z), stats.decode(raw).sample, atol=1e-5)
     plain = tiny_kl()  # SD's convention: no shift (shift_factor None), scaling 0.18215
     with torch.no_grad():
         assert torch.allclose(encode(plain, x), plain.encode(x).latent_dist.mode() * 0.18215)
