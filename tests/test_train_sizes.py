@@ -93,6 +93,7 @@ def test_train_on_vae_latents_from_the_command_line(small_dataset, tmp_path):
 
     from omfa.pipeline import OMFAPipeline
     from omfa.training.cli import main
+    from omfa.training.evaluate import evaluate_models
 
     tiny_kl().save_pretrained(tmp_path / "kl")
     tiny_taesd().save_pretrained(tmp_path / "taesd")
@@ -110,6 +111,12 @@ def test_train_on_vae_latents_from_the_command_line(small_dataset, tmp_path):
     inputs = {"reference": sample["reference"], "upper": sample["upper_b"], "pose": sample["surface"]}
     previews = list(pipe.stream("try_on_upper", **inputs, num_inference_steps=3))
     assert [p.images["person"].size for p in previews] == [(48, 64)] * 3  # the tiny decoder at every step
+    # `omfa eval` scores it at the data's pixel size, with a preview of every step for the convergence curve
+    result = evaluate_models(
+        [f"latent={out / 'pipeline'}"], small_dataset, split="train", steps=5, limit=1, with_baselines=False
+    )
+    assert "pattern" in result["table"]["try_on"]["latent"]
+    assert len(result["preview_psnr_by_step"]["latent"]) == 4  # steps 1-4 against the final image
 
 
 def test_train_flags_are_checked(small_dataset, tmp_path, capsys):
