@@ -59,6 +59,20 @@ def train_parser() -> argparse.ArgumentParser:
         "--task-weights",
         help="relative task frequencies over the config's, e.g. try_off_upper=2,try_off_lower=2",
     )
+    parser.add_argument(
+        "--vae",
+        metavar="DIR",
+        help="a local diffusers VAE folder (AutoencoderKL, AutoencoderTiny or AutoencoderDC): train on its latents, "
+        "cached once under OUT/latents",
+    )
+    parser.add_argument(
+        "--preview-vae",
+        metavar="DIR",
+        help="a local tiny autoencoder of the VAE's latent space, exported to decode previews",
+    )
+    parser.add_argument(
+        "--patch-size", type=int, metavar="P", help="override the preset's patch size (2 suits an 8x VAE)"
+    )
     parser.add_argument("--max-minutes", type=float, help="stop (after saving) when this much time has passed")
     parser.add_argument("--init-weights", type=Path, help="start from these model weights (safetensors)")
     parser.add_argument("--in-memory", action="store_true", help="decode the whole split into memory first")
@@ -154,6 +168,9 @@ def run_train(argv: list[str]) -> int:
             "pose_condition": args.pose_condition,
             "loss_weighting": args.loss_weighting,
             "timestep_sampling": args.timestep_sampling,
+            "vae": args.vae,
+            "preview_vae": args.preview_vae,
+            "patch_size": args.patch_size,
         }.items()
         if v is not None
     }

@@ -2,6 +2,7 @@
 
     omfa train --data data/synth --out runs/small --config small-cpu
     omfa train --data data/synth --out runs/surface --pose-condition surface --loss-weighting min_snr
+    omfa train --data data/synth --out runs/latent --vae models/vae --patch-size 2   # a latent canvas
     accelerate launch -m omfa train --data ... --config base-gpu     # DDP / FSDP
 
 Each step draws one task (try-on, try-off, outfit, multi-view) and a batch of
@@ -12,6 +13,15 @@ dataset's image size, its pose input the configured pose condition
 Checkpoints resume exactly: model, EMA, optimiser, LR schedule, step and
 every random generator; the data order is a function of the saved
 generator, so it resumes too.
+
+With a VAE (`vae`: a local diffusers autoencoder folder, `omfa.latents`) the
+canvas is in latent units: the training set is encoded once into a latent
+cache under the run folder (`omfa.training.latents.LatentDataset`, resumable),
+the model's canvas is the latent size and its image and pose inputs have the
+latent channels, and the exported pipeline holds the VAE and a cheap preview
+decoder: the tiny autoencoder `preview_vae` if given, else a linear
+latent-to-RGB map fitted on the cached latents (none when the VAE is itself a
+tiny autoencoder, which is cheap already).
 """
 
 from __future__ import annotations
@@ -32,8 +42,10 @@ from omfa.canvas import TASKS, get_task
 from omfa.data.examples import sample_tasks
 from omfa.denoiser import OMFATransformer
 from omfa.diffusion import alphas_cumprod, make_scheduler
+from omfa.latents import is_cheap_decoder, latent_channels, load_vae, vae_digest
 from omfa.pose.condition import DEFAULT_POSE_CONDITION, check_kind
 from omfa.training.batch import collate
+from omfa.training.latents import LatentDataset, fit_preview_map
 from omfa.training.loss import check_sampling, check_weighting, partial_diffusion_loss
 
 
@@ -68,12 +80,17 @@ class TrainConfig:
         }
     )
     mixed_precision: str = "bf16"  # bf16 autocast is 2-4x faster on AVX512-bf16 CPUs and on GPUs
+    vae: str | None = None  # a local VAE folder (omfa.latents.load_vae): the canvas is its latents; None: pixels
+    preview_vae: str | None = None  # a local tiny autoencoder of the same latent space, exported for previews
+    patch_size: int | None = None  # None: the preset's (latent canvases are small: 2 suits an 8x VAE)
     seed: int = 0
     log_every: int = 50
     save_every: int = 100
 
     def __post_init__(self) -> None:
         check_kind(self.pose_condition)
+        if self.preview_vae is not None and self.vae is None:
+            raise ValueError("preview_vae decodes latents; it needs a vae (pass --vae DIR as well)")
         check_weighting(self.loss_weighting)
         check_sampling(self.timestep_sampling)
         for task in (*self.tasks, *self.task_weights):
@@ -117,6 +134,8 @@ class TaskSampler:
         self.tasks, self.probs = names, w / w.sum()
 
     def _meta_view(self, i: int) -> dict:
+        if hasattr(self.dataset, "sample_info"):  # latents: the chunk's metadata, no tensor loaded
+            return self.dataset.sample_info(i)
         if hasattr(self.dataset, "read_member"):  # shards: read the small JSON member only
             return {"meta": json.loads(self.dataset.read_member(i, "meta"))}
         return self.dataset[i]
@@ -137,9 +156,14 @@ def dataset_size_hw(dataset) -> tuple[int, int]:
     return int(height), int(width)
 
 
-def build_model(cfg: TrainConfig, size_hw: tuple[int, int]) -> OMFATransformer:
-    """A fresh model of the config's preset for a canvas of `size_hw` (the training data's image size)."""
+def build_model(cfg: TrainConfig, size_hw: tuple[int, int], channels: int = 3) -> OMFATransformer:
+    """A fresh model of the config's preset for a canvas of `size_hw` (the training data's image size,
+    or its latent size) with `channels` per slot and pose map (3: RGB; a VAE's latent channels)."""
     extra = {} if cfg.refiner else {"refiner_channels": 0}
+    if cfg.patch_size is not None:
+        extra["patch_size"] = cfg.patch_size
+    if channels != 3:
+        extra |= {"in_channels": channels, "pose_channels": channels}
     return OMFATransformer.from_preset(
         cfg.preset,
         sample_size=tuple(size_hw),
@@ -171,12 +195,19 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
     torch._foreach_lerp_(list(ema.parameters()), [p.detach().float() for p in model.parameters()], 1 - decay)
 
 
-def export_pipeline(ema: OMFATransformer, out: Path, dtype: torch.dtype = torch.float16) -> None:
-    """Save the EMA weights as a loadable pipeline folder (safetensors, fp16 halves the file)."""
+def export_pipeline(
+    ema: OMFATransformer,
+    out: Path,
+    dtype: torch.dtype = torch.float16,
+    vae: torch.nn.Module | None = None,
+    preview_decoder: torch.nn.Module | None = None,
+) -> None:
+    """Save the EMA weights as a loadable pipeline folder (safetensors, fp16 halves the file), with the
+    VAE and preview decoder of a latent model (kept in their own dtype: a KL decoder can overflow fp16)."""
     from omfa.pipeline import OMFAPipeline
 
     model = torch.nn.Module.to(copy.deepcopy(ema), dtype)  # plain cast: no fp32-module bookkeeping needed
-    OMFAPipeline(model, make_scheduler("ddim")).save_pretrained(out)
+    OMFAPipeline(model, make_scheduler("ddim"), vae=vae, preview_decoder=preview_decoder).save_pretrained(out)
 
 
 def _rng_state(rng: np.random.Generator, gen: torch.Generator) -> dict:
@@ -187,7 +218,9 @@ def _rng_state(rng: np.random.Generator, gen: torch.Generator) -> dict:
     }
 
 
-def save_checkpoint(path: Path, step: int, model, ema, opt, sched, rng, gen, cfg: TrainConfig) -> None:
+def save_checkpoint(
+    path: Path, step: int, model, ema, opt, sched, rng, gen, cfg: TrainConfig, vae_id: str | None = None
+) -> None:
     path.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.mkdir(parents=True, exist_ok=True)
@@ -199,6 +232,7 @@ def save_checkpoint(path: Path, step: int, model, ema, opt, sched, rng, gen, cfg
         "rng": _rng_state(rng, gen),
         "config": asdict(cfg),
         "size_hw": list(model.config.sample_size),
+        "vae": vae_id,  # the latent space the model learned (omfa.latents.vae_digest); None: pixels
     }
     (tmp / "state.json").write_text(json.dumps(state))
     # swap in atomically so an interrupted save never leaves a half checkpoint
@@ -212,18 +246,26 @@ def save_checkpoint(path: Path, step: int, model, ema, opt, sched, rng, gen, cfg
         old.rmdir()
 
 
-def check_resumable(path: Path, cfg: TrainConfig, size_hw: tuple[int, int]) -> None:
-    """Refuse to resume a checkpoint that learned another canvas size or pose condition.
+def check_resumable(path: Path, cfg: TrainConfig, size_hw: tuple[int, int], vae_id: str | None = None) -> None:
+    """Refuse to resume a checkpoint that learned another canvas size, pose condition or latent space.
 
-    Neither changes a weight's shape, so loading would succeed and silently train
-    a model on inputs it never saw. Checkpoints older than these fields were
-    trained at 128x96 on part colours; they record neither and are not checked.
+    None of them need change a weight's shape, so loading would succeed and silently
+    train a model on inputs it never saw. Checkpoints older than these fields were
+    trained at 128x96 px on part colours; they record none and are not checked.
     """
     meta = json.loads((path / "state.json").read_text())
+    if meta.get("vae") != vae_id:
+        trained = "pixels" if meta.get("vae") is None else f"the latents of VAE {meta['vae']}"
+        given = "pixels" if vae_id is None else f"the latents of VAE {vae_id}"
+        raise ValueError(
+            f"{path} was trained on {trained}, not {given}; resume with the --vae it was trained with, "
+            "or train into a new --out folder"
+        )
     saved_size = meta.get("size_hw")
+    unit = "px images" if vae_id is None else "latents"  # size_hw is the canvas: latents with a VAE
     if saved_size is not None and tuple(saved_size) != tuple(size_hw):
         raise ValueError(
-            f"{path} was trained on {saved_size[0]}x{saved_size[1]} px images but the dataset's are "
+            f"{path} was trained on {saved_size[0]}x{saved_size[1]} {unit} but the dataset's are "
             f"{size_hw[0]}x{size_hw[1]}; resume on data of that size, or train into a new --out folder "
             "(--init-weights warm-starts from its weights)"
         )
@@ -268,8 +310,24 @@ def train(
     rng = np.random.default_rng([cfg.seed, accelerator.process_index])
     gen = torch.Generator(accelerator.device).manual_seed(cfg.seed * 1000 + accelerator.process_index)
     torch.manual_seed(cfg.seed)
+    out.mkdir(parents=True, exist_ok=True)
+    vae, preview_decoder, vae_id = None, None, None
+    if cfg.vae is not None:  # a latent canvas: encode the training set once (the main process writes the cache)
+        vae = load_vae(cfg.vae).to(accelerator.device)
+        vae_id = vae_digest(vae)
+        with accelerator.main_process_first():
+            dataset = LatentDataset(dataset, vae, out / "latents", pose_condition=cfg.pose_condition, log=log)
+        if cfg.preview_vae is not None:
+            preview_decoder = load_vae(cfg.preview_vae)
+            if latent_channels(preview_decoder) != latent_channels(vae):
+                raise ValueError(
+                    f"preview_vae {cfg.preview_vae} has {latent_channels(preview_decoder)} latent channels, "
+                    f"the VAE {latent_channels(vae)}; pass the tiny autoencoder of the same latent space"
+                )
+        elif not is_cheap_decoder(vae):  # a tiny VAE previews every step by itself
+            preview_decoder = fit_preview_map(dataset)
     size_hw = dataset_size_hw(dataset)
-    model = build_model(cfg, size_hw)
+    model = build_model(cfg, size_hw, 3 if vae is None else latent_channels(vae))
     if init_weights is not None:  # warm start from a weights file, with a fresh optimiser
         load_init_weights(model, init_weights)
     ema = copy.deepcopy(model).requires_grad_(False)
@@ -277,11 +335,10 @@ def train(
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99), fused=True)
     warm = lambda s: min(1.0, (s + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps))  # noqa: E731
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(warm(s), 0.05))
-    out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "checkpoint"
     step = 0
     if (ckpt / "state.json").exists():
-        check_resumable(ckpt, cfg, size_hw)
+        check_resumable(ckpt, cfg, size_hw, vae_id)
         step = load_checkpoint(ckpt, model, ema, opt, sched, rng, gen)
     model, opt = accelerator.prepare(model, opt)
     ema.to(accelerator.device)
@@ -289,7 +346,8 @@ def train(
     abar = alphas_cumprod().to(accelerator.device)
     log(
         f"training {cfg.preset} from step {step} to {cfg.steps} on {accelerator.device} "
-        f"({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, {size_hw[0]}x{size_hw[1]} px, "
+        f"({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, {size_hw[0]}x{size_hw[1]} "
+        f"{'px' if vae is None else 'latents'}, "
         f"pose {cfg.pose_condition}, {cfg.loss_weighting} loss, {cfg.timestep_sampling} timesteps, "
         f"tasks {sampler.tasks})"
     )
@@ -335,8 +393,8 @@ def train(
             stop_after is not None and step - first_step >= stop_after
         )
         if accelerator.is_main_process and (step % cfg.save_every == 0 or step == cfg.steps or timed_out):
-            save_checkpoint(ckpt, step, accelerator.unwrap_model(model), ema, opt, sched, rng, gen, cfg)
-            export_pipeline(ema, out / "pipeline")
+            save_checkpoint(ckpt, step, accelerator.unwrap_model(model), ema, opt, sched, rng, gen, cfg, vae_id)
+            export_pipeline(ema, out / "pipeline", vae=vae, preview_decoder=preview_decoder)
         if timed_out:
             break
     accelerator.wait_for_everyone()
