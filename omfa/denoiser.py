@@ -15,6 +15,15 @@ Conditioning is per token through adaLN-Zero (DiT): each slot's modulation
 comes from its own timestep (conditions: t = 0), its role and its slot id.
 The network predicts x0 directly, so every step's output is the Tweedie
 estimate E[x0 | x_t, conditions] that the app streams.
+
+Classifier-free guidance can run inside the head (`guidance_scale=`): the batch
+holds the conditional rows, then the unconditional ones, and the two branches'
+final hidden states are combined before the patch head and the pixel refiner,
+which then run once per pair. The patch head and the refiner's feature
+projection are linear in the hidden state, so this is exactly guidance on the
+coarse x0 and on the refiner's features; only the refiner's own nonlinearity
+sees the guided estimate instead of each branch. The refiner was a quarter of a
+cached step per branch, and a model without one gives x0_u + s (x0_c - x0_u).
 """
 
 from __future__ import annotations
@@ -30,6 +39,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from omfa.canvas import PERSON, Role
+from omfa.diffusion import guided
 
 
 @dataclass(frozen=True)
@@ -367,20 +377,24 @@ class OMFATransformer(ModelMixin, ConfigMixin):
         condition_slots: Sequence[int] = (),
         pose: torch.Tensor | None = None,
         condition_keep: torch.Tensor | None = None,
+        guidance_scale: float | None = None,
     ) -> torch.Tensor:
         """Predict x0 of the targets without a cache.
 
         targets (B, T, C, H, W) noisy target slots; timestep (B,) or (B, T) in
         [0, 1]; conditions (B, K, C, H, W) clean; pose (B, Cp, H, W) joined to
         the person slot; condition_keep (B, K) bool drops conditions per sample
-        (classifier-free guidance). Returns x0 (B, T, C, H, W).
+        (classifier-free guidance). Returns x0 (B, T, C, H, W); with
+        `guidance_scale`, rows [0, B/2) are the conditional branch and [B/2, B)
+        the unconditional one (same targets, timesteps and pose, their own
+        condition_keep), and the result is the guided x0 (B/2, T, C, H, W).
         """
         ht, ct = self._embed_targets(targets, target_slots, timestep, pose)
         b = targets.shape[0]
         if conditions is None or not len(condition_slots):
             for block in self.blocks:
                 ht = block.targets(ht, ct, None, None, None)
-            return self._head(ht, ct, targets, target_slots, pose)
+            return self._head(ht, ct, targets, target_slots, pose, guidance_scale)
         self._check(conditions, condition_slots, "conditions")
         k = conditions.shape[1]
         hc, cc = self._embed(
@@ -391,7 +405,7 @@ class OMFATransformer(ModelMixin, ConfigMixin):
         for block in self.blocks:
             k_, v_, hc = block.conditions(hc, cc, condition_keep, local)
             ht = block.targets(ht, ct, k_, v_, ctx_mask)
-        return self._head(ht, ct, targets, target_slots, pose)
+        return self._head(ht, ct, targets, target_slots, pose, guidance_scale)
 
     def forward_cached(
         self,
@@ -401,6 +415,7 @@ class OMFATransformer(ModelMixin, ConfigMixin):
         cache: ConditionKV | None,
         pose: torch.Tensor | None = None,
         condition_keep: torch.Tensor | None = None,
+        guidance_scale: float | None = None,
     ) -> torch.Tensor:
         """As `forward`, with the conditions' keys/values taken from `cache`.
 
@@ -416,12 +431,21 @@ class OMFATransformer(ModelMixin, ConfigMixin):
         for i, block in enumerate(self.blocks):
             k_, v_ = cache.layers[i] if cache is not None else (None, None)
             ht = block.targets(ht, ct, k_, v_, ctx_mask)
-        return self._head(ht, ct, targets, target_slots, pose)
+        return self._head(ht, ct, targets, target_slots, pose, guidance_scale)
 
-    def _head(self, ht, ct, targets, target_slots: Sequence[int], pose) -> torch.Tensor:
-        """Final adaLN, the linear patch head and, if configured, the pixel refiner -> x0 (B, T, C, H, W)."""
+    def _head(self, ht, ct, targets, target_slots: Sequence[int], pose, guidance_scale=None) -> torch.Tensor:
+        """Final adaLN, the linear patch head and, if configured, the pixel refiner -> x0 (B, T, C, H, W);
+        with `guidance_scale`, the guided x0 of the two branches (module docstring) -> (B/2, T, C, H, W)."""
         shift, scale = self.ada_out(ct).unsqueeze(2).chunk(2, dim=-1)
         h = modulate(self.norm_out(ht), shift, scale)
+        if guidance_scale is not None:
+            if h.shape[0] % 2:
+                raise ValueError(f"guidance needs conditional and unconditional rows; got a batch of {h.shape[0]}")
+            half = h.shape[0] // 2
+            h = guided(h[:half], h[half:], guidance_scale)  # on the hidden state; the head is linear in it
+            # the branches share targets, timesteps (so ct) and pose: the conditional half stands for both
+            ct, targets = ct[:half], targets[:half]
+            pose = None if pose is None else pose[:half]
         coarse = self._unpatchify(self.out(h))
         if self.refiner is None:
             return coarse.float()

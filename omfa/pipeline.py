@@ -38,7 +38,7 @@ from omfa.acceleration import ForwardCompiler, resolve_dtype
 from omfa.cache import ConditionCache, tensor_digest
 from omfa.canvas import SLOT_INDEX, SLOTS, TASKS, Task, get_task, image_to_tensor, tensor_to_image
 from omfa.denoiser import ConditionKV, OMFATransformer
-from omfa.diffusion import SCHEDULERS, guided, make_scheduler, sample
+from omfa.diffusion import SCHEDULERS, make_scheduler, sample
 from omfa.latents import decode, decode_preview, encode, is_cheap_decoder, vae_factor
 
 ImageInput = PIL.Image.Image | np.ndarray | torch.Tensor
@@ -353,14 +353,15 @@ class OMFAPipeline(DiffusionPipeline):
 
         def denoise(x_t: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             # x_t (V, T, C, H, W), t (V,) -> x0 (V, T, C, H, W)
+            # with guidance the denoiser combines the branches itself (before its pixel refiner, which
+            # then runs once per view) and returns V rows
             x_in, t_in = rows(x_t).to(self.transformer.dtype), rows(t)
+            scale = guidance_scale if use_cfg else None
             if use_cache:
                 forward = self.compiler or self.transformer.forward_cached
-                x0 = forward(x_in, target_slots, t_in, cache, pose_rows, keep_rows)
-            else:
-                cond_in = cond_x.expand(branches * views, *cond_x.shape[1:])
-                x0 = self.transformer(x_in, target_slots, t_in, cond_in, cond_slots, pose_rows, keep_rows)
-            return guided(x0[:views], x0[views:], guidance_scale) if use_cfg else x0
+                return forward(x_in, target_slots, t_in, cache, pose_rows, keep_rows, scale)
+            cond_in = cond_x.expand(branches * views, *cond_x.shape[1:])
+            return self.transformer(x_in, target_slots, t_in, cond_in, cond_slots, pose_rows, keep_rows, scale)
 
         latent_shape = (views, len(target_slots), *self._latent_chw())
         for step in sample(denoise, latent_shape, sched, num_inference_steps, list(generators), self.device):

@@ -12,7 +12,8 @@ from omfa.cache import ConditionCache
 from omfa.canvas import SLOT_INDEX, TASKS, Role
 from omfa.data.examples import example_from_sample, sample_tasks
 from omfa.denoiser import Block, ConditionKV
-from omfa.diffusion import SCHEDULERS
+from omfa.diffusion import SCHEDULERS, make_scheduler
+from omfa.pipeline import OMFAPipeline
 
 
 @pytest.fixture(scope="module")
@@ -128,6 +129,65 @@ def test_masked_condition_is_ignored():
         other = model(target, [0], t, torch.cat([ref, -garment], 1), [1, 2], None, torch.tensor([[True, False]]))
     assert torch.allclose(only_ref, masked, atol=1e-5)
     assert torch.allclose(masked, other, atol=1e-5)
+
+
+def _branch_rows(seed: int):
+    """Two guidance branches of one try-on: the same target, timestep and pose, the garment dropped in
+    the second row."""
+    g = torch.Generator().manual_seed(seed)
+    target = torch.randn(1, 1, 3, *HW, generator=g).expand(2, -1, -1, -1, -1)
+    conditions = torch.randn(1, 2, 3, *HW, generator=g).expand(2, -1, -1, -1, -1)
+    pose = torch.randn(1, 3, *HW, generator=g).expand(2, -1, -1, -1)
+    keep = torch.tensor([[True, True], [True, False]])
+    return target, torch.tensor([0.6, 0.6]), conditions, pose, keep
+
+
+def test_guidance_in_a_plain_head_is_guidance_on_x0():
+    model = tiny_model(8)
+    target, t, conditions, pose, keep = _branch_rows(2)
+    with torch.no_grad():
+        both = model(target, [0], t, conditions, [1, 2], pose, keep)
+        inside = model(target, [0], t, conditions, [1, 2], pose, keep, 2.5)
+        cache = model.encode_conditions(conditions[:1], [1, 2])
+        cached = model.forward_cached(target, [0], t, cache, pose, keep, 2.5)
+    expected = both[1:] + 2.5 * (both[:1] - both[1:])
+    assert inside.shape == (1, 1, 3, *HW)
+    assert torch.allclose(inside, expected, atol=1e-5) and torch.allclose(cached, expected, atol=1e-5)
+
+
+def test_guidance_before_the_refiner_runs_it_once_per_pair():
+    model = tiny_model(9, refiner_channels=8)
+    with torch.no_grad():  # a refiner far from linear, so that where guidance applies shows
+        for p in model.refiner.parameters():
+            p.mul_(5)
+    target, t, conditions, pose, keep = _branch_rows(3)
+    batches = []
+    model.refiner.register_forward_hook(lambda module, args, out: batches.append(args[0].shape[0]))
+    with torch.no_grad():
+        both = model(target, [0], t, conditions, [1, 2], pose, keep)
+        batches.clear()
+        at_1 = model(target, [0], t, conditions, [1, 2], pose, keep, 1.0)
+        at_0 = model(target, [0], t, conditions, [1, 2], pose, keep, 0.0)
+        at_2 = model(target, [0], t, conditions, [1, 2], pose, keep, 2.0)
+    assert batches == [1, 1, 1]  # one refiner pass for the pair, not one per branch
+    # scale 1 is the conditional branch, scale 0 the unconditional one, exactly as without guidance
+    assert torch.allclose(at_1, both[:1], atol=2e-4) and torch.allclose(at_0, both[1:], atol=2e-4)
+    # in between the refiner sees the guided estimate, which is not the same as guiding its outputs
+    after = both[1:] + 2.0 * (both[:1] - both[1:])
+    assert (at_2 - after).abs().max() > 5e-4
+    with pytest.raises(ValueError, match="guidance needs conditional and unconditional rows; got a batch of 1"):
+        model(target[:1], [0], t[:1], conditions[:1], [1, 2], pose[:1], keep[:1], 2.0)
+
+
+def test_the_pipeline_refines_each_view_once_per_step():
+    pipe = OMFAPipeline(tiny_model(10, refiner_channels=8), make_scheduler("ddim"))
+    batches = []
+    pipe.transformer.refiner.register_forward_hook(lambda module, args, out: batches.append(args[0].shape[0]))
+    rng = np.random.default_rng(3)
+    poses = [random_image(rng) for _ in range(3)]
+    views = {"poses": poses, "generators": [torch.Generator().manual_seed(v) for v in range(3)]}
+    previews = list(pipe.stream_views("multiview", reference=random_image(rng), **views, num_inference_steps=3))
+    assert batches == [3, 3, 3] and len(previews) == 9  # 3 views x 2 branches share 3 refiner rows
 
 
 def test_same_seed_same_image_other_seed_differs(pipe, images):

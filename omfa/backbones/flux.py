@@ -49,6 +49,7 @@ from omfa.backbones.flow import vp_to_flow, x0_from_velocity
 from omfa.backbones.lora import has_lora, load_lora, save_lora
 from omfa.canvas import PERSON, SLOTS
 from omfa.denoiser import ConditionKV
+from omfa.diffusion import guided
 
 BACKBONE_CLASS = FluxTransformer2DModel.__name__
 ADAPTER_WEIGHTS = "omfa_adapter.safetensors"
@@ -328,19 +329,22 @@ class FluxOMFA(ModelMixin, ConfigMixin):
         condition_slots: Sequence[int] = (),
         pose: torch.Tensor | None = None,
         condition_keep: torch.Tensor | None = None,
+        guidance_scale: float | None = None,
     ) -> torch.Tensor:
         """Predict x0 of the targets without a cache.
 
         targets (B, T, C, H, W) noisy (VP) target slots; timestep (B,) in [0, 1];
         conditions (B, K, C, H, W) clean; pose (B, C, H, W) joined to the
         person slot; condition_keep (B, K) bool drops conditions per sample.
-        Returns x0 (B, T, C, H, W) float32.
+        Returns x0 (B, T, C, H, W) float32; with `guidance_scale` (rows [0, B/2)
+        conditional, [B/2, B) unconditional, as `OMFATransformer.forward`) the
+        guided x0 (B/2, T, C, H, W).
         """
         live = None
         if conditions is not None and len(condition_slots):
             self._check(conditions, condition_slots, "conditions")
             live = (conditions, condition_slots)
-        return self._denoise(targets, target_slots, timestep, pose, condition_keep, live, None)
+        return _guide(self._denoise(targets, target_slots, timestep, pose, condition_keep, live, None), guidance_scale)
 
     def forward_cached(
         self,
@@ -350,11 +354,12 @@ class FluxOMFA(ModelMixin, ConfigMixin):
         cache: ConditionKV | None,
         pose: torch.Tensor | None = None,
         condition_keep: torch.Tensor | None = None,
+        guidance_scale: float | None = None,
     ) -> torch.Tensor:
         """As `forward`, with the conditions' keys/values from `cache` (condition_keep in cached slot order)."""
         if cache is not None and len(cache.layers) != len(self._blocks()):
             raise ValueError(f"cache has {len(cache.layers)} layers, this model {len(self._blocks())}")
-        return self._denoise(targets, target_slots, timestep, pose, condition_keep, None, cache)
+        return _guide(self._denoise(targets, target_slots, timestep, pose, condition_keep, None, cache), guidance_scale)
 
     def _denoise(self, targets, target_slots, timestep, pose, keep, live, cache) -> torch.Tensor:
         self._check(targets, target_slots, "targets")
@@ -393,3 +398,13 @@ class FluxOMFA(ModelMixin, ConfigMixin):
             hp, ht = self._run(target_step, block, hp, ht, temb, rope_p, rope_t, kc, vc, mask)
         v = self.backbone.proj_out(self.backbone.norm_out(ht, temb))  # FLUX's velocity, (B, T*L, C*p*p)
         return x0_from_velocity(x_s, s, self._unpack(v.float(), n_targets))
+
+
+def _guide(x0: torch.Tensor, scale: float | None) -> torch.Tensor:
+    """The guided x0 of branch-major rows [conditional; unconditional]; `x0` itself when `scale` is None."""
+    if scale is None:
+        return x0
+    if x0.shape[0] % 2:
+        raise ValueError(f"guidance needs conditional and unconditional rows; got a batch of {x0.shape[0]}")
+    half = x0.shape[0] // 2
+    return guided(x0[:half], x0[half:], scale)
