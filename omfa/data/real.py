@@ -331,3 +331,20 @@ def estimator_pose_fn(size_hw: tuple[int, int]) -> PoseFn:
         return pose_condition(renderer, mesh_body.posed(estimated.pose), 0.0, size_hw, "parts")
 
     return pose_map
+
+
+# `--dataset` name -> (loader, the split that trains); each loader fits images to the size it is given.
+REAL_DATASETS: dict[str, type[RealDataset]] = {
+    "viton-hd": VitonHD,
+    "dresscode": DressCode,
+    "deepfashion": DeepFashionMultiModal,
+}
+
+
+def training_split(name: str, root: str | Path, size_hw: tuple[int, int], pose_fn: PoseFn | None = None) -> RealDataset:
+    """The training samples of real dataset `name` (a key of `REAL_DATASETS`) at `size_hw` (height, width)."""
+    if name not in REAL_DATASETS:
+        raise RealDatasetError(f"unknown real dataset {name!r}; choose one of {', '.join(REAL_DATASETS)}")
+    # VITON-HD and DressCode train on their paired train lists (try-off); DeepFashion on the
+    # outfits its hash split keeps for training (multi-view)
+    return REAL_DATASETS[name](root, "train", pose_fn=pose_fn, size_hw=size_hw)
