@@ -7,6 +7,11 @@ Every task runs the same four numbered steps:
      conditions' keys in the unconditional branch;
   4. stream each step's Tweedie x0 estimate; the last one is the result.
 
+On a latent canvas (a `vae`) step 4 decodes: every step with a cheap
+decoder (the `preview_decoder`, a tiny autoencoder or a fitted linear
+latent-to-RGB map, or a VAE that is itself tiny), else with the full VAE
+every `preview_every`-th step; the last step always with the full VAE.
+
 A run of several tasks (garment transfer: try-off, then try-on; a pose
 gallery: its views in batches, `stream_views`) is a list of `Stage`s, planned by
 `try_on_stages` or `multiview_stages` and streamed by
@@ -34,6 +39,7 @@ from omfa.cache import ConditionCache, tensor_digest
 from omfa.canvas import SLOT_INDEX, SLOTS, TASKS, Task, get_task, image_to_tensor, tensor_to_image
 from omfa.denoiser import ConditionKV, OMFATransformer
 from omfa.diffusion import SCHEDULERS, guided, make_scheduler, sample
+from omfa.latents import decode, decode_preview, encode, is_cheap_decoder, vae_factor
 
 ImageInput = PIL.Image.Image | np.ndarray | torch.Tensor
 
@@ -45,11 +51,16 @@ DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "assets" / "omfa-ti
 # 3.7x to 4.5x one after another (`omfa bench gallery`, three runs). Bounded so that a 12-view
 # gallery holds the activations of 4 views, not 12.
 DEFAULT_VIEW_BATCH = 4
+# Without a cheap preview decoder a latent model decodes its preview with the full VAE every k-th
+# step (and always the last): at 20 steps the user sees 6 images, and a large VAE's decode (which
+# can cost as much as a denoising step) runs 6 times, not 20.
+DEFAULT_PREVIEW_EVERY = 4
 
 
 @dataclass
 class Preview:
-    """One streamed step. `images` maps each target slot to its x0 estimate."""
+    """One streamed step. `images` maps each target slot to its x0 estimate; it is empty on a step
+    whose estimate was not decoded (a latent model without a cheap preview decoder, `preview_every`)."""
 
     step: int
     num_steps: int
@@ -88,16 +99,22 @@ class OMFAPipeline(DiffusionPipeline):
     """One partial-diffusion model for all virtual-fitting tasks.
 
     Components: `transformer` (OMFATransformer), `scheduler` (the default
-    sampler; a request may name another from `omfa.diffusion.SCHEDULERS`) and
-    an optional `vae` (None: the canvas is in pixel space).
+    sampler; a request may name another from `omfa.diffusion.SCHEDULERS`), an
+    optional `vae` (None: the canvas is in pixel space; `omfa.latents`) and an
+    optional `preview_decoder` of the VAE's latents (an `AutoencoderTiny` or an
+    `omfa.latents.LatentRGBMap`) that decodes the per-step previews cheaply.
     """
 
     model_cpu_offload_seq = "transformer"
-    _optional_components = ["vae"]
+    _optional_components = ["vae", "preview_decoder"]
 
-    def __init__(self, transformer: OMFATransformer, scheduler: SchedulerMixin, vae: Any = None):
+    def __init__(
+        self, transformer: OMFATransformer, scheduler: SchedulerMixin, vae: Any = None, preview_decoder: Any = None
+    ):
         super().__init__()
-        self.register_modules(transformer=transformer, scheduler=scheduler, vae=vae)
+        if preview_decoder is not None and vae is None:
+            raise ValueError("a preview_decoder decodes latents; a pixel-space pipeline (vae=None) has none")
+        self.register_modules(transformer=transformer, scheduler=scheduler, vae=vae, preview_decoder=preview_decoder)
         self.condition_cache = ConditionCache()
         self.compiler: ForwardCompiler | None = None  # set by `compile`
         self.compiled_view_batches: set[tuple[str, int]] = set()  # (task, views) `compile` warmed up
@@ -138,14 +155,8 @@ class OMFAPipeline(DiffusionPipeline):
     def canvas_hw(self) -> tuple[int, int]:
         """Pixel size of every slot image."""
         h, w = self.transformer.config.sample_size
-        f = self._vae_factor
+        f = vae_factor(self.vae)
         return h * f, w * f
-
-    @property
-    def _vae_factor(self) -> int:
-        if self.vae is None:
-            return 1
-        return 2 ** (len(self.vae.config.block_out_channels) - 1)
 
     def _to_tensor(self, image: ImageInput, name: str) -> torch.Tensor:
         """An input image -> (1, 3, H, W) float in [-1, 1] on the model's device."""
@@ -173,19 +184,31 @@ class OMFAPipeline(DiffusionPipeline):
             )
         return x.to(self.device, self.transformer.dtype)
 
-    @torch.no_grad()
     def _encode(self, x: torch.Tensor) -> torch.Tensor:
-        if self.vae is None:
-            return x
-        posterior = self.vae.encode(x.to(self.vae.dtype))
-        latents = posterior.latents if hasattr(posterior, "latents") else posterior.latent_dist.mode()
-        return latents * getattr(self.vae.config, "scaling_factor", 1.0)
+        """Canvas values of an image: itself on a pixel canvas, else its latents (what training caches)."""
+        return x if self.vae is None else encode(self.vae, x)
 
-    @torch.no_grad()
-    def _decode(self, z: torch.Tensor) -> torch.Tensor:
+    def _preview_every(self, preview_every: int | None) -> int:
+        """Decode every k-th step's preview: `preview_every`, else every step when decoding is cheap
+        (pixels, a cheap preview decoder, a tiny VAE), else `DEFAULT_PREVIEW_EVERY`."""
+        if preview_every is not None:
+            if not isinstance(preview_every, int) or preview_every < 1:
+                raise ValueError(f"preview_every must be an integer >= 1, got {preview_every!r}")
+            return preview_every
+        cheap = self.vae is None or self.preview_decoder is not None or is_cheap_decoder(self.vae)
+        return 1 if cheap else DEFAULT_PREVIEW_EVERY
+
+    def _decode_step(self, x0: torch.Tensor, index: int, final: bool, every: int) -> torch.Tensor | None:
+        """Images (T, 3, H, W) of one view's x0 (T, C, h, w) at step `index`, or None on a step that
+        `every` skips. The last step is decoded by the full VAE: the preview is the result."""
         if self.vae is None:
-            return z
-        return self.vae.decode(z.to(self.vae.dtype) / getattr(self.vae.config, "scaling_factor", 1.0)).sample
+            return x0
+        if final:
+            return decode(self.vae, x0)
+        if index % every:
+            return None
+        decoder = self.vae if self.preview_decoder is None else self.preview_decoder
+        return decode_preview(decoder, x0, self.canvas_hw)
 
     def _gather(self, task: Task, images: dict[str, ImageInput | None], poses: Sequence[ImageInput | None]):
         """Condition slot -> (1, C, H, W) canvas tensor, and the views' pose maps (V, Cp, H, W) (None
@@ -238,11 +261,15 @@ class OMFAPipeline(DiffusionPipeline):
         scheduler: str | None = None,
         use_cache: bool = True,
         output_type: str = "pil",
+        preview_every: int | None = None,
     ) -> Iterator[Preview]:
         """Run one task, yielding a `Preview` after every denoising step.
 
-        The last preview (final=True) holds the result. Closing the iterator
-        stops the work within one step.
+        The last preview (final=True) holds the result. On a latent canvas the
+        previews between are decoded every `preview_every`-th step (default:
+        every step when a cheap decoder is at hand, else every
+        `DEFAULT_PREVIEW_EVERY`-th; steps 0, k, 2k, ...) and the others carry
+        no images. Closing the iterator stops the work within one step.
         """
         yield from self.stream_views(
             task,
@@ -256,6 +283,7 @@ class OMFAPipeline(DiffusionPipeline):
             scheduler=scheduler,
             use_cache=use_cache,
             output_type=output_type,
+            preview_every=preview_every,
         )
 
     @torch.no_grad()
@@ -273,6 +301,7 @@ class OMFAPipeline(DiffusionPipeline):
         scheduler: str | None = None,
         use_cache: bool = True,
         output_type: str = "pil",
+        preview_every: int | None = None,
     ) -> Iterator[Preview]:
         """Run one task for several views at once: view v has pose map `poses[v]` (None for a task
         without a pose) and draws its noise from `generators[v]` alone.
@@ -280,7 +309,8 @@ class OMFAPipeline(DiffusionPipeline):
         The views share the conditions (one cache entry, broadcast) and go through the denoiser as
         one batch. View v gives the image `stream` gives with `poses[v]` and `generators[v]`, to
         float rounding (a batched matmul may round differently), whatever the other views. After
-        every step one `Preview` per view is yielded, in view order (`Preview.view` = v).
+        every step one `Preview` per view is yielded, in view order (`Preview.view` = v); which
+        steps carry images is `stream`'s `preview_every` rule.
         """
         spec = get_task(task)
         if not isinstance(num_inference_steps, int) or num_inference_steps < 1:
@@ -292,6 +322,7 @@ class OMFAPipeline(DiffusionPipeline):
         if not poses or len(poses) != len(generators):
             raise ValueError(f"got {len(poses)} poses and {len(generators)} generators; pass one of each per view")
         views = len(poses)
+        every = self._preview_every(preview_every)
         sched = make_scheduler(scheduler) if scheduler else type(self.scheduler).from_config(self.scheduler.config)
         # 1. inputs: conditions (1, C, H, W) each, shared by the views; pose maps (V, Cp, H, W)
         conds, pose_t = self._gather(spec, {"reference": reference, "upper": upper, "lower": lower}, poses)
@@ -333,10 +364,10 @@ class OMFAPipeline(DiffusionPipeline):
 
         latent_shape = (views, len(target_slots), *self._latent_chw())
         for step in sample(denoise, latent_shape, sched, num_inference_steps, list(generators), self.device):
-            # 4. the Tweedie preview of every target slot of every view
+            # 4. the Tweedie preview of every target slot of every view (none on a skipped step)
             for v in range(views):
-                pixels = self._decode(step.x0[v]).float()
-                images = {s: pixels[i] for i, s in enumerate(spec.targets)}
+                pixels = self._decode_step(step.x0[v], step.index, step.final, every)
+                images = {} if pixels is None else {s: pixels[i].float() for i, s in enumerate(spec.targets)}
                 if output_type == "pil":
                     images = _to_pil(images)
                 yield Preview(step.index, step.num_steps, step.timestep, images, step.final, spec.name, view=v)

@@ -13,6 +13,7 @@ os.environ.setdefault("OMFA_COMPILE", "off")
 
 
 import pytest  # noqa: E402
+from real_fixtures import deepfashion, dresscode, viton_hd  # noqa: E402, F401  (real datasets' layouts)
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_data_real import dresscode  # noqa: F401  (fixture: DressCode's own layout)
 
 HERE = Path(__file__).resolve().parent
 

@@ -11,7 +11,6 @@ import torch
 import yaml
 from safetensors.torch import load_file
 from test_backbone_flux import tiny_backbone
-from test_data_real import deepfashion, dresscode, viton_hd  # noqa: F401  (fixtures: the datasets' own layouts)
 
 from omfa.training.cli import main, training_data
 from omfa.training.loop import CONFIGS, train
@@ -70,9 +69,10 @@ def test_dry_run_of_flux_lora_on_each_real_dataset(request, dataset, flux_dir, c
     args = ["train", "--config", f"{dataset}-1024", "--size", "16x12", "--pretrained", str(flux_dir)]
     assert main([*args, "--data", str(root), "--dry-run"]) == 0
     out = _lines(capsys)
-    built = out[0]
+    assert out[0].startswith(f"dry run: {len(training_data(CONFIGS[f'{dataset}-1024'], root))} samples in {dataset}")
+    built = out[1]
     assert built.startswith("training FluxOMFA (flux backbone") and "LoRA rank 16, gradient checkpointing" in built
-    assert f"data {dataset}," in built and "16x12 px, canvas 16x12 per slot" in built
+    assert f"data {dataset} at 16x12 px," in built and "canvas 16x12 px per slot (3 channels)" in built
     assert "device cpu, mixed precision bf16, world size 1" in built
     trainable, total = (float(x) for x in built.split(": ")[1].split(" parameters")[0].replace("M", "").split(" of "))
     assert 0 < trainable < total
@@ -80,11 +80,45 @@ def test_dry_run_of_flux_lora_on_each_real_dataset(request, dataset, flux_dir, c
     assert not any(p.name.startswith("checkpoint") for p in root.iterdir())  # nothing written beside the data
 
 
+def flux_pipeline_folder(root: Path) -> Path:
+    """A tiny stand-in for a local FLUX.1 download: model_index.json, transformer/ and vae/ (4 latent channels)."""
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    vae = AutoencoderKL(
+        latent_channels=4,
+        block_out_channels=(8, 8),  # one downsampling: 2x (FLUX.1's VAE: 8x, 16 channels)
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        layers_per_block=1,
+        norm_num_groups=4,
+        scaling_factor=0.3611,  # FLUX.1's scaling and shift
+        shift_factor=0.1159,
+    )
+    vae.save_pretrained(root / "vae")
+    tiny_backbone(seed=3, in_channels=4 * 4).save_pretrained(root / "transformer")
+    (root / "model_index.json").write_text('{"_class_name": "FluxPipeline", "transformer": ["diffusers", "x"]}')
+    return root
+
+
+def test_dry_run_of_flux_on_its_vae_latents_the_readme_command(viton_hd, tmp_path, capsys):
+    flux = flux_pipeline_folder(tmp_path / "FLUX.1-dev")
+    args = ["train", "--config", "viton-hd-1024", "--backbone", "flux", "--pretrained", str(flux), "--vae", str(flux)]
+    assert main([*args, "--data", str(viton_hd), "--size", "32x24", "--dry-run"]) == 0
+    out = _lines(capsys)
+    built = next(line for line in out if line.startswith("training FluxOMFA"))
+    assert f"canvas 16x12 latents of {flux} per slot (4 channels)" in built
+    assert out[-1] == "dry run: 2 steps; the exported pipeline loads (FluxOMFA, 32x24 px)"
+    # FLUX.1 without its VAE: the error says what to pass
+    with pytest.raises(ValueError, match=r"16-channel slots, but this canvas has 3 \(pixels\).*pass --vae DIR"):
+        main([*args[:-2], "--data", str(viton_hd), "--size", "32x24", "--dry-run"])
+
+
 def test_dry_run_of_the_from_scratch_model_on_real_data(viton_hd, capsys):
     args = ["train", "--config", "tiny-test", "--dataset", "viton-hd", "--size", "32x24", "--data", str(viton_hd)]
     assert main([*args, "--dry-run"]) == 0
     out = _lines(capsys)
-    assert out[0].startswith("training OMFATransformer (omfa backbone)") and "(all weights)" in out[0]
+    assert out[1].startswith("training OMFATransformer (omfa backbone)") and "(all weights)" in out[1]
     assert out[-1] == "dry run: 2 steps; the exported pipeline loads (OMFATransformer, 32x24 px)"
 
 
@@ -152,7 +186,8 @@ def test_shipped_accelerate_configs_are_valid(path):
     config = load_config_from_file(str(path))
     assert isinstance(config, ClusterConfig)
     raw = yaml.safe_load(path.read_text())
-    assert set(raw) <= {f for f in ClusterConfig.__dataclass_fields__}, set(raw) - set(ClusterConfig.__dataclass_fields__)
+    fields = set(ClusterConfig.__dataclass_fields__)
+    assert set(raw) <= fields, set(raw) - fields
     assert config.mixed_precision in ("bf16", "no") and config.num_processes >= 2
     launch_options = vars(launch_command_parser().parse_args(["script.py"]))
     assert set(config.fsdp_config) <= set(launch_options), set(config.fsdp_config) - set(launch_options)

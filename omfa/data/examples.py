@@ -98,6 +98,12 @@ def target_pose(sample: dict, pose_condition: str = DEFAULT_POSE_CONDITION) -> n
     )
 
 
+def _slot_tensor(image: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """A sample image as canvas values: uint8 (H, W, 3) -> (3, H, W) in [-1, 1]; a tensor is already
+    canvas values (the (C, h, w) latents of `omfa.training.latents.LatentDataset`) and is used as is."""
+    return image if not isinstance(image, np.ndarray) else image_to_tensor(image)
+
+
 def example_from_sample(
     sample: dict, task_name: str, rng: np.random.Generator, pose_condition: str = DEFAULT_POSE_CONDITION
 ) -> dict[str, torch.Tensor]:
@@ -105,14 +111,14 @@ def example_from_sample(
 
     Returns `images` (S, 3, H, W) with zeros in absent slots, `pose` (3, H, W)
     (the target view's map of kind `pose_condition`; zeros when the task has no
-    pose) and `roles` (S,) long. `rng` picks among equivalent fillings (which
+    pose) and `roles` (S,) long; a sample of latents (C, h, w) gives (S, C, h, w)
+    and (C, h, w). `rng` picks among equivalent fillings (which
     dressed image feeds a try-off).
     """
     import torch
 
     task = get_task(task_name)
-    h, w = sample["reference"].shape[:2]
-    filled: dict[str, np.ndarray] = {}
+    filled: dict[str, np.ndarray | torch.Tensor] = {}
     if task.name.startswith("try_off"):
         source, outfit = TRY_OFF_SOURCES[int(rng.integers(len(TRY_OFF_SOURCES)))]
         if source not in sample:  # real data may have only one dressed image
@@ -129,11 +135,13 @@ def example_from_sample(
         for slot in ("upper", "lower"):
             if slot in task.conditions:
                 filled[slot] = sample[f"{slot}_b"]
-    images = torch.zeros(len(SLOTS), 3, h, w)
+    ref = sample["reference"]
+    shape = (3, *ref.shape[:2]) if isinstance(ref, np.ndarray) else tuple(ref.shape)  # one slot's (C, H, W)
+    images = torch.zeros(len(SLOTS), *shape)
     for slot, image in filled.items():
-        images[SLOT_INDEX[slot]] = image_to_tensor(image)
+        images[SLOT_INDEX[slot]] = _slot_tensor(image)
     pose = target_pose(sample, pose_condition) if task.uses_pose else None
-    pose_t = image_to_tensor(pose) if pose is not None else torch.zeros(3, h, w)
+    pose_t = _slot_tensor(pose) if pose is not None else torch.zeros(shape)
     roles = torch.tensor([int(r) for r in task.roles()], dtype=torch.long)
     return {"images": images, "pose": pose_t, "roles": roles}
 

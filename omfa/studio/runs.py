@@ -311,7 +311,8 @@ def stream_gallery(
     steps = ctx.sample(stages, settings)
     try:
         for step in steps:
-            shown[step.view] = step.images["person"]
+            if "person" in step.images:  # a latent model may decode only every k-th step's preview
+                shown[step.view] = step.images["person"]
             run.steps_done += 1
             if step.view != step.batch[-1]:
                 continue  # one frame per step of a batch, once every view of it has that step

@@ -79,6 +79,15 @@ def train_parser() -> argparse.ArgumentParser:
         choices=LOSS_WEIGHTINGS,
         help="per-timestep weight of the x0 loss (default: the config's, uniform)",
     )
+    parser.add_argument(
+        "--vae",
+        help="a local diffusers VAE folder (AutoencoderKL, AutoencoderTiny or AutoencoderDC): train on its latents, "
+        "cached once under OUT/latents",
+    )
+    parser.add_argument(
+        "--preview-vae", help="a local tiny autoencoder of the VAE's latent space, exported to decode previews"
+    )
+    parser.add_argument("--patch-size", type=int, help="override the preset's patch size (2 suits an 8x VAE)")
     parser.add_argument("--max-minutes", type=float, help="stop (after saving) when this much time has passed")
     parser.add_argument("--init-weights", type=Path, help="start from these model weights (safetensors)")
     parser.add_argument("--in-memory", action="store_true", help="decode the whole split into memory first")
@@ -188,6 +197,9 @@ def run_train(argv: list[str]) -> int:
             "lora_rank": args.lora_rank,
             "gradient_checkpointing": args.gradient_checkpointing,
             "mixed_precision": args.mixed_precision,
+            "vae": args.vae,
+            "preview_vae": args.preview_vae,
+            "patch_size": args.patch_size,
         }.items()
         if v is not None
     }
@@ -205,7 +217,7 @@ def run_train(argv: list[str]) -> int:
     except (ValueError, RealDatasetError) as error:
         parser.error(str(error))
     if cfg.backbone == "flux" and cfg.pretrained is None:
-        parser.error("backbone flux needs --pretrained DIR: a local FLUX.1 folder (the pipeline folder or transformer/)")
+        parser.error("backbone flux needs --pretrained DIR: a local FLUX.1 folder (the pipeline or its transformer/)")
     if args.dry_run:
         dry_run(cfg, dataset)
         return 0

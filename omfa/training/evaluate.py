@@ -152,6 +152,7 @@ def model_predictor(
                 guidance_scale=guidance,
                 scheduler=scheduler,
                 generator=torch.Generator(pipe.device).manual_seed(seed),
+                preview_every=1,  # every step's preview, for the convergence curve (a latent model may skip)
             )
         ]
         final = np.asarray(previews[-1])

@@ -2,9 +2,10 @@
 
     omfa train --data data/synth --out runs/small --config small-cpu
     omfa train --data data/synth --out runs/surface --pose-condition surface --loss-weighting min_snr
-    accelerate launch --config_file configs/accelerate/ddp_bf16.yaml -m omfa train \
-        --config viton-hd-1024 --pretrained /models/FLUX.1-dev --data /data/VITON-HD --out runs/viton
-    omfa train --config viton-hd-512 --pretrained ... --data ... --dry-run   # build, two steps, report
+    omfa train --data data/synth --out runs/latent --vae models/vae --patch-size 2   # a latent canvas
+    accelerate launch --config_file configs/accelerate/ddp_bf16.yaml -m omfa train --config viton-hd-1024 \
+        --pretrained /models/FLUX.1-dev --vae /models/FLUX.1-dev/vae --data /data/VITON-HD --out runs/viton
+    omfa train --config viton-hd-512 --pretrained ... --vae ... --data ... --dry-run   # build, two steps, report
 
 Each step draws one task (try-on, try-off, outfit, multi-view) and a batch of
 samples that support it, noises the target slots only, and regresses their
@@ -19,6 +20,15 @@ end the ranks' trained weights are compared (`replica_spread`, logged).
 Checkpoints resume exactly: the trained weights, EMA, optimiser, LR
 schedule, step and every random generator; the data order is a function of
 the saved generator, so it resumes too.
+
+With a VAE (`vae`: a local diffusers autoencoder folder, `omfa.latents`) the
+canvas is in latent units: the training set is encoded once into a latent
+cache under the run folder (`omfa.training.latents.LatentDataset`, resumable),
+the model's canvas is the latent size and its image and pose inputs have the
+latent channels, and the exported pipeline holds the VAE and a cheap preview
+decoder: the tiny autoencoder `preview_vae` if given, else a linear
+latent-to-RGB map fitted on the cached latents (none when the VAE is itself a
+tiny autoencoder, which is cheap already). FLUX.1 works on its VAE's latents.
 """
 
 from __future__ import annotations
@@ -40,8 +50,10 @@ from omfa.canvas import TASKS, get_task
 from omfa.data.examples import sample_tasks
 from omfa.denoiser import OMFATransformer
 from omfa.diffusion import alphas_cumprod
+from omfa.latents import is_cheap_decoder, latent_channels, load_vae, vae_digest
 from omfa.pose.condition import DEFAULT_POSE_CONDITION, check_kind
 from omfa.training.batch import collate
+from omfa.training.latents import LatentDataset, fit_preview_map
 from omfa.training.loss import check_weighting, partial_diffusion_loss
 from omfa.training.models import (
     build_model,
@@ -87,6 +99,9 @@ class TrainConfig:
         }
     )
     mixed_precision: str = "bf16"  # bf16 autocast is 2-4x faster on AVX512-bf16 CPUs and on GPUs
+    vae: str | None = None  # a local VAE folder (omfa.latents.load_vae): the canvas is its latents; None: pixels
+    preview_vae: str | None = None  # a local tiny autoencoder of the same latent space, exported for previews
+    patch_size: int | None = None  # None: the preset's (latent canvases are small: 2 suits an 8x VAE)
     seed: int = 0
     log_every: int = 50
     save_every: int = 100
@@ -99,6 +114,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_kind(self.pose_condition)
+        if self.preview_vae is not None and self.vae is None:
+            raise ValueError("preview_vae decodes latents; it needs a vae (pass --vae DIR as well)")
         check_weighting(self.loss_weighting)
         check_backbone(self.backbone)
         for task in self.tasks:
@@ -171,6 +188,8 @@ class TaskSampler:
         self.tasks, self.probs = names, w / w.sum()
 
     def _meta_view(self, i: int) -> dict:
+        if hasattr(self.dataset, "sample_info"):  # latents: the chunk's metadata, no tensor loaded
+            return self.dataset.sample_info(i)
         if hasattr(self.dataset, "read_member"):  # shards: read the small JSON member only
             return {"meta": json.loads(self.dataset.read_member(i, "meta"))}
         return self.dataset[i]
@@ -222,9 +241,20 @@ def _rng_state(rng: np.random.Generator, gen: torch.Generator) -> dict:
 
 
 def save_checkpoint(
-    path: Path, step: int, model, ema, opt, sched, rng, gen, cfg: TrainConfig, size_hw: tuple[int, int]
+    path: Path,
+    step: int,
+    model,
+    ema,
+    opt,
+    sched,
+    rng,
+    gen,
+    cfg: TrainConfig,
+    size_hw: tuple[int, int],
+    vae_id: str | None = None,
 ) -> None:
-    """The trained weights (`checkpoint_state`), the EMA if kept, optimiser, schedule, step and generators."""
+    """The trained weights (`checkpoint_state`), the EMA if kept, optimiser, schedule, step and generators;
+    `size_hw` is the canvas (latents with a VAE), `vae_id` the latent space (`omfa.latents.vae_digest`)."""
     path.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.mkdir(parents=True, exist_ok=True)
@@ -232,7 +262,13 @@ def save_checkpoint(
     if ema is not None:
         save_file({k: v.contiguous() for k, v in ema.state_dict().items()}, tmp / "ema.safetensors")
     torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, tmp / "optimizer.pt")
-    state = {"step": step, "rng": _rng_state(rng, gen), "config": asdict(cfg), "size_hw": list(size_hw)}
+    state = {
+        "step": step,
+        "rng": _rng_state(rng, gen),
+        "config": asdict(cfg),
+        "size_hw": list(size_hw),
+        "vae": vae_id,  # the latent space the model learned (omfa.latents.vae_digest); None: pixels
+    }
     (tmp / "state.json").write_text(json.dumps(state))
     # swap in atomically so an interrupted save never leaves a half checkpoint
     old = path.with_name(path.name + ".old")
@@ -245,18 +281,26 @@ def save_checkpoint(
         old.rmdir()
 
 
-def check_resumable(path: Path, cfg: TrainConfig, size_hw: tuple[int, int]) -> None:
-    """Refuse to resume a checkpoint that learned another canvas size or pose condition.
+def check_resumable(path: Path, cfg: TrainConfig, size_hw: tuple[int, int], vae_id: str | None = None) -> None:
+    """Refuse to resume a checkpoint that learned another canvas size, pose condition or latent space.
 
-    Neither changes a weight's shape, so loading would succeed and silently train
-    a model on inputs it never saw. Checkpoints older than these fields were
-    trained at 128x96 on part colours; they record neither and are not checked.
+    None of them need change a weight's shape, so loading would succeed and silently
+    train a model on inputs it never saw. Checkpoints older than these fields were
+    trained at 128x96 px on part colours; they record none and are not checked.
     """
     meta = json.loads((path / "state.json").read_text())
+    if meta.get("vae") != vae_id:
+        trained = "pixels" if meta.get("vae") is None else f"the latents of VAE {meta['vae']}"
+        given = "pixels" if vae_id is None else f"the latents of VAE {vae_id}"
+        raise ValueError(
+            f"{path} was trained on {trained}, not {given}; resume with the --vae it was trained with, "
+            "or train into a new --out folder"
+        )
     saved_size = meta.get("size_hw")
+    unit = "px images" if vae_id is None else "latents"  # size_hw is the canvas: latents with a VAE
     if saved_size is not None and tuple(saved_size) != tuple(size_hw):
         raise ValueError(
-            f"{path} was trained on {saved_size[0]}x{saved_size[1]} px images but the dataset's are "
+            f"{path} was trained on {saved_size[0]}x{saved_size[1]} {unit} but the dataset's are "
             f"{size_hw[0]}x{size_hw[1]}; resume on data of that size, or train into a new --out folder "
             "(--init-weights warm-starts from its weights)"
         )
@@ -308,17 +352,20 @@ def replica_spread(accelerator: Accelerator, model: torch.nn.Module) -> float | 
     return float((every - every[0]).abs().max())
 
 
-def _describe(cfg: TrainConfig, model, accelerator: Accelerator, dataset, size_hw, step: int, tasks) -> str:
+def _describe(cfg: TrainConfig, model, accelerator: Accelerator, dataset, step: int, tasks) -> str:
     """What the run built: the startup line (and the whole report of a dry run)."""
     trainable, total = parameter_counts(model)
     canvas = "x".join(str(v) for v in model.config.sample_size)
+    canvas += f" latents of {cfg.vae}" if cfg.vae is not None else " px"
     source = f", base {cfg.pretrained}" if cfg.backbone == "flux" else ""
+    images = f" at {cfg.size_hw[0]}x{cfg.size_hw[1]} px" if cfg.size_hw is not None else ""
     how = f"LoRA rank {cfg.lora_rank}" if cfg.backbone == "flux" and cfg.lora_rank else "all weights"
     return (
         f"training {type(model).__name__} ({cfg.backbone} backbone{source}) from step {step} to {cfg.steps}: "
         f"{trainable / 1e6:.2f}M of {total / 1e6:.2f}M parameters train ({how}"
         f"{', gradient checkpointing' if cfg.gradient_checkpointing else ''}); "
-        f"data {cfg.dataset}, {len(dataset)} samples of {size_hw[0]}x{size_hw[1]} px, canvas {canvas} per slot; "
+        f"data {cfg.dataset}{images}, {len(dataset)} samples, canvas {canvas} per slot "
+        f"({model.config.in_channels} channels); "
         f"device {accelerator.device}, mixed precision {accelerator.mixed_precision}, "
         f"world size {accelerator.num_processes} ({accelerator.distributed_type.value}); "
         f"batch {cfg.batch_size} per process, pose {cfg.pose_condition}, {cfg.loss_weighting} loss, tasks {tasks}"
@@ -358,8 +405,24 @@ def train(
     rng = np.random.default_rng([cfg.seed, accelerator.process_index])
     gen = torch.Generator(accelerator.device).manual_seed(cfg.seed * 1000 + accelerator.process_index)
     torch.manual_seed(cfg.seed)  # the same initial weights on every rank
+    out.mkdir(parents=True, exist_ok=True)
+    vae, preview_decoder, vae_id = None, None, None
+    if cfg.vae is not None:  # a latent canvas: encode the training set once (the main process writes the cache)
+        vae = load_vae(cfg.vae).to(accelerator.device)
+        vae_id = vae_digest(vae)
+        with accelerator.main_process_first():
+            dataset = LatentDataset(dataset, vae, out / "latents", pose_condition=cfg.pose_condition, log=log)
+        if cfg.preview_vae is not None:
+            preview_decoder = load_vae(cfg.preview_vae)
+            if latent_channels(preview_decoder) != latent_channels(vae):
+                raise ValueError(
+                    f"preview_vae {cfg.preview_vae} has {latent_channels(preview_decoder)} latent channels, "
+                    f"the VAE {latent_channels(vae)}; pass the tiny autoencoder of the same latent space"
+                )
+        elif not is_cheap_decoder(vae):  # a tiny VAE previews every step by itself
+            preview_decoder = fit_preview_map(dataset)
     size_hw = dataset_size_hw(dataset)
-    model = build_model(cfg, size_hw)
+    model = build_model(cfg, size_hw, 3 if vae is None else latent_channels(vae))
     if init_weights is not None:  # warm start from a weights file, with a fresh optimiser
         if cfg.backbone != "omfa":
             raise ValueError("--init-weights warm-starts the from-scratch model; FLUX starts from --pretrained")
@@ -370,11 +433,10 @@ def train(
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99), fused=True)
     warm = lambda s: min(1.0, (s + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps))  # noqa: E731
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(warm(s), 0.05))
-    out.mkdir(parents=True, exist_ok=True)
     ckpt = out / "checkpoint"
     step = 0
     if (ckpt / "state.json").exists():
-        check_resumable(ckpt, cfg, size_hw)
+        check_resumable(ckpt, cfg, size_hw, vae_id)
         step = load_checkpoint(ckpt, model, ema, opt, sched, rng, gen)
     model, opt = accelerator.prepare(model, opt)
     if ema is not None:
@@ -382,7 +444,7 @@ def train(
     sampler = TaskSampler(dataset, cfg.tasks, cfg.task_weights)
     abar = alphas_cumprod().to(accelerator.device)
     if accelerator.is_main_process:
-        log(_describe(cfg, accelerator.unwrap_model(model), accelerator, dataset, size_hw, step, sampler.tasks))
+        log(_describe(cfg, accelerator.unwrap_model(model), accelerator, dataset, step, sampler.tasks))
     running: dict[str, list[float]] = {t: [] for t in sampler.tasks}
     start, history, first_step = time.time(), [], step
     while step < cfg.steps:
@@ -420,8 +482,8 @@ def train(
         )
         if accelerator.is_main_process and (step % cfg.save_every == 0 or step == cfg.steps or timed_out):
             live = accelerator.unwrap_model(model)
-            save_checkpoint(ckpt, step, live, ema, opt, sched, rng, gen, cfg, size_hw)
-            export_pipeline(ema if ema is not None else live, out / "pipeline")
+            save_checkpoint(ckpt, step, live, ema, opt, sched, rng, gen, cfg, size_hw, vae_id)
+            export_pipeline(ema if ema is not None else live, out / "pipeline", vae, preview_decoder)
         if timed_out:
             break
     accelerator.wait_for_everyone()
@@ -436,12 +498,18 @@ def train(
 
 def dry_run(cfg: TrainConfig, dataset, *, log=print) -> dict:
     """Build everything from `cfg`, train exactly two steps into a temporary folder, and load the exported
-    pipeline back; nothing is kept. Returns `train`'s result with `exported`: the loaded transformer's class."""
+    pipeline back; nothing is kept. Returns `train`'s result with `exported`: the loaded transformer's class.
+
+    The steps draw from the dataset's first samples only, so a dry run on a whole real dataset does
+    not encode all of it into latents first.
+    """
     from omfa.pipeline import OMFAPipeline
 
     short = replace(cfg, steps=2, warmup=1, log_every=1, save_every=2)
+    first = [dataset[i] for i in range(min(len(dataset), max(16, 2 * cfg.batch_size)))]
+    log(f"dry run: {len(dataset)} samples in {cfg.dataset}; two steps on the first {len(first)}")
     with tempfile.TemporaryDirectory(prefix="omfa-dry-run-") as tmp:
-        result = train(short, dataset, Path(tmp), log=log)
+        result = train(short, first, Path(tmp), log=log)
         pipeline = Path(tmp) / "pipeline"
         if (pipeline / "model_index.json").is_file():  # the main process exported it
             device = "cuda" if torch.cuda.is_available() else "cpu"

@@ -55,10 +55,15 @@ def weight_dtype(cfg: TrainConfig) -> torch.dtype:
     return torch.float32
 
 
-def build_model(cfg: TrainConfig, canvas_hw: tuple[int, int]) -> nn.Module:
-    """A fresh model for slots of `canvas_hw` (height, width): the training data's image size on the pixel canvas."""
+def build_model(cfg: TrainConfig, canvas_hw: tuple[int, int], channels: int = PIXEL_CHANNELS) -> nn.Module:
+    """A fresh model for slots of `canvas_hw` (height, width) with `channels` per slot and pose map: the
+    training data's image size and RGB on the pixel canvas, its latent size and channels with a VAE."""
     if cfg.backbone == "omfa":
         extra = {} if cfg.refiner else {"refiner_channels": 0}
+        if cfg.patch_size is not None:
+            extra["patch_size"] = cfg.patch_size
+        if channels != PIXEL_CHANNELS:
+            extra |= {"in_channels": channels, "pose_channels": channels}
         return OMFATransformer.from_preset(
             cfg.preset,
             sample_size=tuple(canvas_hw),
@@ -70,11 +75,14 @@ def build_model(cfg: TrainConfig, canvas_hw: tuple[int, int]) -> nn.Module:
 
     if cfg.pretrained is None:
         raise ValueError("backbone 'flux' needs pretrained weights: pass --pretrained DIR (a local FLUX.1 folder)")
+    if cfg.patch_size not in (None, 2):
+        raise ValueError(f"patch_size {cfg.patch_size} is the from-scratch model's; FLUX packs 2x2 patches")
     model = FluxOMFA.from_pretrained(cfg.pretrained, torch_dtype=weight_dtype(cfg), sample_size=tuple(canvas_hw))
-    if model.config.in_channels != PIXEL_CHANNELS:
+    if model.config.in_channels != channels:
+        canvas = "pixels" if channels == PIXEL_CHANNELS else "the VAE's latents"
         raise ValueError(
-            f"the transformer in {cfg.pretrained} works on {model.config.in_channels}-channel latents, "
-            f"but this canvas is {PIXEL_CHANNELS}-channel pixels; FLUX.1 needs its VAE (its 16-channel latents)"
+            f"the transformer in {cfg.pretrained} works on {model.config.in_channels}-channel slots, but this "
+            f"canvas has {channels} ({canvas}); FLUX.1 needs its own VAE: pass --vae DIR (e.g. FLUX.1's vae/ folder)"
         )
     return model
 
@@ -131,8 +139,11 @@ def load_checkpoint_state(model: nn.Module, path: Path) -> None:
     model.load_state_dict(state, strict=False)
 
 
-def export_pipeline(model: nn.Module, out: Path) -> None:
-    """Save `model` (the EMA for the from-scratch model) as a folder `OMFAPipeline.load` reads (safetensors).
+def export_pipeline(
+    model: nn.Module, out: Path, vae: nn.Module | None = None, preview_decoder: nn.Module | None = None
+) -> None:
+    """Save `model` (the EMA for the from-scratch model) as a folder `OMFAPipeline.load` reads (safetensors),
+    with the VAE and preview decoder of a latent canvas (in their own dtype: a KL decoder can overflow fp16).
 
     The from-scratch model is halved to fp16 (half the file); FluxOMFA saves as it trains: LoRA and
     adapter weights only, the base recorded by its folder (`FluxOMFA.save_pretrained`).
@@ -141,4 +152,4 @@ def export_pipeline(model: nn.Module, out: Path) -> None:
 
     if isinstance(model, OMFATransformer):
         model = torch.nn.Module.to(copy.deepcopy(model), torch.float16)  # plain cast: no fp32-module bookkeeping
-    OMFAPipeline(model, make_scheduler("ddim")).save_pretrained(out)
+    OMFAPipeline(model, make_scheduler("ddim"), vae=vae, preview_decoder=preview_decoder).save_pretrained(out)
