@@ -110,7 +110,7 @@ def test_dry_run_of_flux_on_its_vae_latents_the_readme_command(viton_hd, tmp_pat
     assert f"canvas 16x12 latents of {flux} per slot (4 channels)" in built
     assert out[-1] == "dry run: 2 steps; the exported pipeline loads (FluxOMFA, 32x24 px)"
     # FLUX.1 without its VAE: the error says what to pass
-    with pytest.raises(ValueError, match=r"16-channel slots, but this canvas has 3 \(pixels\).*pass --vae DIR"):
+    with pytest.raises(ValueError, match=r"works on 4-channel slots, but this canvas has 3 \(pixels\).*pass --vae DIR"):
         main([*args[:-2], "--data", str(viton_hd), "--size", "32x24", "--dry-run"])
 
 
