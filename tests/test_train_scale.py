@@ -29,15 +29,6 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-@pytest.fixture(autouse=True)
-def fresh_accelerator_state():
-    """accelerate keeps one mixed-precision setting per process; these runs choose theirs (bf16 or no)."""
-    from accelerate.state import AcceleratorState
-
-    yield
-    AcceleratorState._reset_state()
-
-
 @pytest.fixture()
 def flux_dir(tmp_path) -> Path:
     """A tiny random FluxTransformer2DModel in diffusers layout: the `--pretrained` folder."""
@@ -143,9 +134,16 @@ def test_flux_lora_run_resumes_exactly_and_exports_a_loadable_pipeline(dresscode
     from omfa.pipeline import OMFAPipeline
 
     cfg = replace(
-        CONFIGS["dresscode-512"], pretrained=str(flux_dir), size_hw=(16, 12), steps=4, batch_size=2, warmup=1,
-        mixed_precision="no", log_every=2, save_every=2,
-    )  # fmt: off
+        CONFIGS["dresscode-512"],
+        pretrained=str(flux_dir),
+        size_hw=(16, 12),
+        steps=4,
+        batch_size=2,
+        warmup=1,
+        mixed_precision="no",
+        log_every=2,
+        save_every=2,
+    )
     data = training_data(cfg, dresscode)
     quiet = lambda *_: None  # noqa: E731
     full = train(cfg, data, tmp_path / "full", log=quiet)
@@ -168,9 +166,15 @@ def test_flux_lora_run_resumes_exactly_and_exports_a_loadable_pipeline(dresscode
 
 def test_full_fine_tune_checkpoints_every_weight(viton_hd, flux_dir, tmp_path):
     cfg = replace(
-        CONFIGS["viton-hd-512"], pretrained=str(flux_dir), size_hw=(16, 12), lora_rank=0, steps=1, batch_size=1,
-        gradient_checkpointing=False, mixed_precision="no",
-    )  # fmt: off
+        CONFIGS["viton-hd-512"],
+        pretrained=str(flux_dir),
+        size_hw=(16, 12),
+        lora_rank=0,
+        steps=1,
+        batch_size=1,
+        gradient_checkpointing=False,
+        mixed_precision="no",
+    )
     train(cfg, training_data(cfg, viton_hd), tmp_path / "run", log=lambda *_: None)
     saved = load_file(tmp_path / "run" / "checkpoint" / "model.safetensors")
     assert len(saved) == len(dict(tiny_backbone().named_parameters())) + 4  # the backbone, pose embedder, prompt
