@@ -164,6 +164,32 @@ def test_flux_lora_run_resumes_exactly_and_exports_a_loadable_pipeline(dresscode
     assert result.images["upper"].size == (12, 16)
 
 
+def test_a_trained_flux_pipeline_serves_in_the_studio(dresscode, flux_dir, tmp_path):
+    """What `app.py --model RUN/pipeline` serves: the studio prepares a real photo and runs a try-off on it."""
+    from omfa.pipeline import OMFAPipeline
+    from omfa.studio.context import EXAMPLES_DIR, StudioContext
+    from omfa.studio.runs import stream_try_off
+    from omfa.studio.settings import RunSettings
+
+    cfg = replace(
+        CONFIGS["dresscode-512"],
+        pretrained=str(flux_dir),
+        size_hw=(64, 48),
+        steps=1,
+        batch_size=1,
+        mixed_precision="no",
+    )
+    train(cfg, training_data(cfg, dresscode), tmp_path / "run", log=lambda *_: None)
+    pipe = OMFAPipeline.load(tmp_path / "run" / "pipeline", device="cpu")
+    assert pipe.transformer.config.pose_condition == "parts"  # real data: part-colour pose maps
+    context = StudioContext(pipe)
+    try:
+        frames = list(stream_try_off(context, str(EXAMPLES_DIR / "dressed.png"), "upper", RunSettings(steps=2)))
+    finally:
+        context.close()
+    assert frames[-1].images["upper"].shape == (64, 48, 3)
+
+
 def test_full_fine_tune_checkpoints_every_weight(viton_hd, flux_dir, tmp_path):
     cfg = replace(
         CONFIGS["viton-hd-512"],

@@ -77,7 +77,9 @@ def build_model(cfg: TrainConfig, canvas_hw: tuple[int, int], channels: int = PI
         raise ValueError("backbone 'flux' needs pretrained weights: pass --pretrained DIR (a local FLUX.1 folder)")
     if cfg.patch_size not in (None, 2):
         raise ValueError(f"patch_size {cfg.patch_size} is the from-scratch model's; FLUX packs 2x2 patches")
-    model = FluxOMFA.from_pretrained(cfg.pretrained, torch_dtype=weight_dtype(cfg), sample_size=tuple(canvas_hw))
+    model = FluxOMFA.from_pretrained(
+        cfg.pretrained, torch_dtype=weight_dtype(cfg), sample_size=tuple(canvas_hw), pose_condition=cfg.pose_condition
+    )
     if model.config.in_channels != channels:
         canvas = "pixels" if channels == PIXEL_CHANNELS else "the VAE's latents"
         raise ValueError(
