@@ -289,7 +289,7 @@ def score_parser() -> argparse.ArgumentParser:
     parser.add_argument("--generated", type=Path, required=True, help="folder of the model's results")
     parser.add_argument("--real", type=Path, required=True, help="folder of real test images")
     parser.add_argument(
-        "--paired", action="store_true", help="results and truths match by file name: adds SSIM and LPIPS"
+        "--paired", action="store_true", help="results and truths match by file name, suffix aside: adds SSIM and LPIPS"
     )
     parser.add_argument("--size", type=cli.parse_size, help="score at HEIGHTxWIDTH (default: the real images' size)")
     parser.add_argument("--hub-dir", type=Path, help="a folder whose checkpoints/ holds the extractors' weights")
