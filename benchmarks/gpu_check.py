@@ -251,7 +251,7 @@ def _try_on(pipe, inputs: dict, steps: int, use_cache: bool) -> torch.Tensor:
         num_inference_steps=steps,
         guidance_scale=1.0,  # FLUX.1 [dev] is guidance-distilled: one branch (docs/BACKBONES.md)
         use_cache=use_cache,
-        generator=torch.Generator().manual_seed(0),
+        generator=torch.Generator(pipe.device).manual_seed(0),  # on the model's device, as the app makes it
         output_type="pt",
     )
     *_, last = frames

@@ -75,7 +75,7 @@ def test_shipped_pipeline_on_cuda_in_bf16_cached_and_uncached():
             num_inference_steps=4,
             use_cache=use_cache,
             output_type="pt",
-            generator=torch.Generator().manual_seed(0),
+            generator=torch.Generator(CUDA).manual_seed(0),  # on the model's device, as the app makes it
         ).images["person"]
         for use_cache in (True, False)
     ]
