@@ -3,6 +3,7 @@
 #   bash scripts/gpu_check.sh                              # random FLUX.1-size weights
 #   FLUX_DIR=/models/FLUX.1-dev bash scripts/gpu_check.sh   # a local FLUX.1 pipeline folder instead
 #   bash scripts/gpu_check.sh --tiny                       # the bench's code at tiny size, on any machine
+# Set up with `bash scripts/setup.sh --dev` (pytest). On a machine without a GPU it says so and exits 2.
 # 1. the GPU tests (pytest -m gpu: tests/test_gpu.py);
 # 2. `omfa bench gpu` (benchmarks/gpu_check.py): 200 bf16 LoRA training steps of FluxOMFA at full FLUX.1
 #    size on 512x384 try-on latents, then a 20-step try-on at 512x384 and 1024x768, uncached and cached.
