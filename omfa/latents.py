@@ -7,7 +7,8 @@ through these functions, so an image becomes the same latents in both:
   named by the folder's config (`_class_name`); local safetensors only;
 - `encode(vae, x)` / `decode(vae, z)`: images in [-1, 1] <-> the model's
   latents z = (latent - shift_factor) * scaling_factor, the diffusers
-  convention (FLUX's VAE has a shift; SD's has none). The KL posterior's
+  convention (FLUX's VAE has a shift; SD's has none; a KL config with
+  per-channel latents_mean / latents_std uses those). The KL posterior's
   mode is taken, so an image always gives the same latents;
 - `vae_factor(vae)`: pixels per latent cell along each axis;
 - `vae_digest(vae)`: a content hash of config and weights (the latent cache's key);
@@ -77,11 +78,17 @@ def latent_channels(vae: ModelMixin) -> int:
     return int(vae.config.latent_channels)
 
 
-def _scale_shift(vae: ModelMixin) -> tuple[float, float]:
-    # Tiny and KL configs may hold shift_factor None; DC has none at all
-    return float(getattr(vae.config, "scaling_factor", None) or 1.0), float(
-        getattr(vae.config, "shift_factor", None) or 0.0
-    )
+def _scale_shift(vae: ModelMixin, like: torch.Tensor) -> tuple[float | torch.Tensor, float | torch.Tensor]:
+    """(scale, shift) with z = (latent - shift) * scale: the config's scaling_factor and shift_factor
+    (Tiny and KL configs may hold None, DC has no shift), or per channel, where a KL config has
+    latents_mean and latents_std, shift = mean and scale = scaling_factor / std (as SDXL's pipeline)."""
+    config = vae.config
+    scale = float(getattr(config, "scaling_factor", None) or 1.0)
+    mean, std = getattr(config, "latents_mean", None), getattr(config, "latents_std", None)
+    if mean is not None and std is not None:
+        per_channel = lambda v: torch.tensor(v, dtype=like.dtype, device=like.device).view(1, -1, 1, 1)  # noqa: E731
+        return scale / per_channel(std), per_channel(mean)
+    return scale, float(getattr(config, "shift_factor", None) or 0.0)
 
 
 @torch.no_grad()
@@ -94,15 +101,16 @@ def encode(vae: ModelMixin, x: torch.Tensor) -> torch.Tensor:
         latent = out.latent
     else:
         latent = out.latent_dist.mode()  # deterministic: the same image gives the same latents
-    scale, shift = _scale_shift(vae)
+    scale, shift = _scale_shift(vae, latent)
     return (latent - shift) * scale
 
 
 @torch.no_grad()
 def decode(vae: ModelMixin, z: torch.Tensor) -> torch.Tensor:
     """The model's latents (B, C, h, w) -> images (B, 3, h*f, w*f), nominally in [-1, 1]."""
-    scale, shift = _scale_shift(vae)
-    return vae.decode(z.to(vae.device, vae.dtype) / scale + shift).sample
+    z = z.to(vae.device, vae.dtype)
+    scale, shift = _scale_shift(vae, z)
+    return vae.decode(z / scale + shift).sample
 
 
 def vae_digest(vae: ModelMixin) -> str:

@@ -17,7 +17,7 @@ STUDIO_MODULES = (
     "omfa.studio.cli",
 )
 # What serves a request (the app, the studio, the pipeline, the preprocessing) needs nothing of omfa.data.
-RUNTIME = [OMFA / "studio", OMFA / "app", OMFA / "imaging", OMFA / "pipeline.py", ROOT / "app.py"]
+RUNTIME = [OMFA / "studio", OMFA / "app", OMFA / "imaging", OMFA / "pipeline.py", OMFA / "latents.py", ROOT / "app.py"]
 
 
 def imported_modules(path: Path) -> set[str]:

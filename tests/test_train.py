@@ -6,23 +6,10 @@ from dataclasses import replace
 
 import numpy as np
 import torch
-from engine_helpers import HW
+from engine_helpers import fake_dataset
 from safetensors.torch import load_file
 
 from omfa.training.loop import CONFIGS, TaskSampler, collate, train
-
-KEYS = ["reference", "person", "person_same", "pose", "upper_a", "lower_a", "upper_b", "lower_b"]
-
-
-def fake_dataset(n: int, seed: int = 0) -> list[dict]:
-    """Samples in the synthetic format with smooth random colours (learnable, tiny)."""
-    rng = np.random.default_rng(seed)
-    out = []
-    for i in range(n):
-        sample = {k: np.broadcast_to(rng.integers(0, 256, (1, 1, 3), dtype=np.uint8), (*HW, 3)).copy() for k in KEYS}
-        sample["meta"] = {"replaced": ["upper", "lower", "both"][i % 3]}
-        out.append(sample)
-    return out
 
 
 def _cfg(**kw):

@@ -86,8 +86,45 @@ def test_training_takes_the_canvas_from_the_data(small_dataset, tmp_path):
         train(replace(CONFIGS["tiny-test"], steps=6), ShardDataset(small_dataset, "train"), out, log=lambda *_: None)
 
 
+def test_train_on_vae_latents_from_the_command_line(small_dataset, tmp_path):
+    """`omfa train --vae DIR --preview-vae DIR`: a latent model of the 64x48 data, its VAE and tiny preview
+    decoder in the pipeline folder, streaming previews at the data's pixel size."""
+    from engine_helpers import tiny_kl, tiny_taesd
+
+    from omfa.pipeline import OMFAPipeline
+    from omfa.training.cli import main
+    from omfa.training.evaluate import evaluate_models
+
+    tiny_kl().save_pretrained(tmp_path / "kl")
+    tiny_taesd().save_pretrained(tmp_path / "taesd")
+    out = tmp_path / "run"
+    flags = ["--config", "tiny-test", "--steps", "2", "--pose-condition", "surface"]
+    vaes = ["--vae", str(tmp_path / "kl"), "--preview-vae", str(tmp_path / "taesd")]
+    assert main(["train", "--data", str(small_dataset), "--out", str(out), *flags, *vaes]) == 0
+    state = json.loads((out / "checkpoint" / "state.json").read_text())
+    assert state["size_hw"] == [32, 24] and state["config"]["vae"] == str(tmp_path / "kl")
+    assert len(list((out / "latents").glob("*/chunk-*.safetensors"))) == 1  # 4 samples, one chunk
+    pipe = OMFAPipeline.load(out / "pipeline", device="cpu")
+    assert type(pipe.vae).__name__ == "AutoencoderKL" and type(pipe.preview_decoder).__name__ == "AutoencoderTiny"
+    assert pipe.transformer.config.in_channels == pipe.transformer.config.pose_channels == 4
+    sample = ShardDataset(small_dataset, "train")[0]
+    inputs = {"reference": sample["reference"], "upper": sample["upper_b"], "pose": sample["surface"]}
+    previews = list(pipe.stream("try_on_upper", **inputs, num_inference_steps=3))
+    assert [p.images["person"].size for p in previews] == [(48, 64)] * 3  # the tiny decoder at every step
+    # `omfa eval` scores it at the data's pixel size, with a preview of every step for the convergence curve
+    result = evaluate_models(
+        [f"latent={out / 'pipeline'}"], small_dataset, split="train", steps=5, limit=1, with_baselines=False
+    )
+    assert "pattern" in result["table"]["try_on"]["latent"]
+    assert len(result["preview_psnr_by_step"]["latent"]) == 4  # steps 1-4 against the final image
+
+
 def test_train_flags_are_checked(small_dataset, tmp_path, capsys):
     from omfa.training.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["train", "--data", str(small_dataset), "--out", str(tmp_path), "--preview-vae", str(tmp_path)])
+    assert "preview_vae decodes latents; it needs a vae" in capsys.readouterr().err
 
     with pytest.raises(SystemExit):
         main(["train", "--data", str(small_dataset), "--out", str(tmp_path), "--pose-condition", "depth"])

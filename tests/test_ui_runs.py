@@ -9,7 +9,7 @@ import threading
 import numpy as np
 import pytest
 import torch
-from engine_helpers import tiny_model
+from engine_helpers import tiny_kl, tiny_model
 
 from omfa.app.blocks import stopped, stream_frames
 from omfa.app.files import AppFiles
@@ -330,3 +330,30 @@ def test_what_stop_says():
     )
     assert stopped("Preparing the portrait and the garments...", "") == ("Stopped before the first step", "")
     assert stopped("Try-on done in 1.2 s", "") == ("Try-on done in 1.2 s", "")  # nothing under way: unchanged
+
+
+def test_a_latent_model_without_a_cheap_decoder_streams_every_step(ctx):
+    """The full VAE decodes every 4th step's preview and the last: the studio shows a frame per step,
+    keeping the last decoded image, and its results are the pipeline's."""
+    latent = OMFAPipeline(
+        tiny_model(1, sample_size=(64, 48), in_channels=4, pose_channels=4),
+        make_scheduler(RunSettings.scheduler),
+        vae=tiny_kl(),
+    )
+    studio = StudioContext(latent, body=ctx.body, mediapipe=ctx.mediapipe)
+    try:
+        settings = RunSettings(steps=5, seed=2, view_batch=2)
+        frames = list(stream_gallery(studio, PORTRAIT, ["a_pose", "walking"], [0], settings))
+        steps = [f for f in frames if ": step " in f.status]
+        assert [f.status for f in steps] == [f"Views 1-2 of 2: step {k}/5" for k in range(1, 6)]
+        assert [len(f.gallery) for f in steps] == [2] * 5
+        for f in steps[1:4]:  # steps 2 to 4 decode nothing: the step-1 images stay
+            for (image, _), (first, _) in zip(f.gallery, steps[0].gallery, strict=True):
+                np.testing.assert_array_equal(image, first)
+        maps = [studio.pose_map(get_preset(name).pose, get_preset(name).yaw_deg) for name in ("a_pose", "walking")]
+        views = latent.multiview(studio.portrait(PORTRAIT).image, maps, seed=2, num_inference_steps=5)
+        for (image, caption), view in zip(frames[-1].gallery, views, strict=True):
+            assert image.shape == (128, 96, 3)
+            assert np.abs(image.astype(int) - np.asarray(view.images["person"])).max() <= 1, caption
+    finally:
+        studio.close()

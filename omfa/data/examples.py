@@ -112,8 +112,8 @@ def example_from_sample(
     Returns `images` (S, 3, H, W) with zeros in absent slots, `pose` (3, H, W)
     (the target view's map of kind `pose_condition`; zeros when the task has no
     pose) and `roles` (S,) long; a sample of latents (C, h, w) gives (S, C, h, w)
-    and (C, h, w). `rng` picks among equivalent fillings (which
-    dressed image feeds a try-off).
+    and (C, h, w). `rng` picks among equivalent fillings (which dressed image
+    feeds a try-off).
     """
     import torch
 

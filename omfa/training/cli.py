@@ -81,13 +81,18 @@ def train_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--vae",
+        metavar="DIR",
         help="a local diffusers VAE folder (AutoencoderKL, AutoencoderTiny or AutoencoderDC): train on its latents, "
         "cached once under OUT/latents",
     )
     parser.add_argument(
-        "--preview-vae", help="a local tiny autoencoder of the VAE's latent space, exported to decode previews"
+        "--preview-vae",
+        metavar="DIR",
+        help="a local tiny autoencoder of the VAE's latent space, exported to decode previews",
     )
-    parser.add_argument("--patch-size", type=int, help="override the preset's patch size (2 suits an 8x VAE)")
+    parser.add_argument(
+        "--patch-size", type=int, metavar="P", help="override the preset's patch size (2 suits an 8x VAE)"
+    )
     parser.add_argument("--max-minutes", type=float, help="stop (after saving) when this much time has passed")
     parser.add_argument("--init-weights", type=Path, help="start from these model weights (safetensors)")
     parser.add_argument("--in-memory", action="store_true", help="decode the whole split into memory first")

@@ -99,6 +99,7 @@ class LatentDataset(Sequence):
             )
         self.encoded = 0
         self._chunks: list[tuple[Path, list[dict]]] = []  # per chunk: its file and each sample's record
+        self._length = 0
         self._handles: dict[Path, Any] = {}
         self.refresh()
 
@@ -120,7 +121,7 @@ class LatentDataset(Sequence):
                 self._handles.pop(path, None)
                 records = self._write_chunk(path, range(start, stop))
             chunks.append((path, records))
-        self._chunks = chunks
+        self._chunks, self._length = chunks, n
         return self.encoded - before
 
     def _read_records(self, path: Path, count: int) -> list[dict] | None:
@@ -157,7 +158,7 @@ class LatentDataset(Sequence):
     # -- the samples -----------------------------------------------------------
 
     def __len__(self) -> int:
-        return sum(len(records) for _, records in self._chunks)
+        return self._length
 
     @property
     def size_hw(self) -> tuple[int, int]:
