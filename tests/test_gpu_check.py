@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -32,7 +33,7 @@ def test_the_gpu_bench_runs_at_tiny_size(capsys):
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the script's answer on a machine without a GPU")
 def test_the_script_says_clearly_that_there_is_no_gpu():
-    env = {**os.environ, "PYTHON": str(Path(os.sys.executable))}
+    env = {**os.environ, "PYTHON": sys.executable}
     done = subprocess.run(["bash", "scripts/gpu_check.sh"], cwd=ROOT, env=env, capture_output=True, text=True)
     assert done.returncode == 2
     assert "gpu_check: no CUDA GPU here" in done.stderr and "nothing checked" in done.stderr
