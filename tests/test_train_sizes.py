@@ -69,11 +69,20 @@ def test_training_takes_the_canvas_from_the_data(small_dataset, tmp_path):
         "surface",
         "--loss-weighting",
         "min_snr",
+        "--timestep-sampling",
+        "high_noise",
+        "--task-weights",
+        "try_off_upper=3,multiview=0.5",
+        "--warmup",
+        "2",
     ]
     assert main(args) == 0
     state = json.loads((out / "checkpoint" / "state.json").read_text())
     assert state["step"] == 5 and state["size_hw"] == [64, 48]
     assert state["config"]["pose_condition"] == "surface" and state["config"]["loss_weighting"] == "min_snr"
+    assert state["config"]["timestep_sampling"] == "high_noise" and state["config"]["warmup"] == 2
+    weights = state["config"]["task_weights"]
+    assert weights["try_off_upper"] == 3 and weights["multiview"] == 0.5 and weights["try_on_upper"] == 1.5
     pipe = OMFAPipeline.load(out / "pipeline", device="cpu")
     assert tuple(pipe.transformer.config.sample_size) == (64, 48) and pipe.canvas_hw == (64, 48)
     assert pipe.transformer.config.pose_condition == "surface"
@@ -131,6 +140,12 @@ def test_train_flags_are_checked(small_dataset, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", "--data", str(small_dataset), "--out", str(tmp_path), "--tasks", "try_on_upper,nope"])
     assert "unknown task 'nope'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--data", str(small_dataset), "--out", str(tmp_path), "--task-weights", "try_off_upper=x"])
+    assert "'try_off_upper=x' is not task=number" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", "--data", str(small_dataset), "--out", str(tmp_path), "--task-weights", "tryoff=2"])
+    assert "unknown task 'tryoff'" in capsys.readouterr().err
 
 
 def test_evaluation_at_the_data_size(small_dataset, tmp_path):

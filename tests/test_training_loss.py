@@ -1,4 +1,4 @@
-"""The partial-diffusion loss: what it noises and scores, and its per-timestep weightings."""
+"""The partial-diffusion loss: what it noises and scores, its per-timestep weightings and which timesteps it draws."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from engine_helpers import HW, tiny_model
 
 from omfa.diffusion import NUM_TRAIN_TIMESTEPS, alphas_cumprod
 from omfa.training.batch import Batch
-from omfa.training.loss import MIN_SNR_GAMMA, add_noise, partial_diffusion_loss, timestep_weights
+from omfa.training.loss import MIN_SNR_GAMMA, add_noise, draw_timesteps, partial_diffusion_loss, timestep_weights
 
 ABAR = alphas_cumprod().double()
 
@@ -131,3 +131,39 @@ def test_unknown_weighting_is_an_error():
         partial_diffusion_loss(
             Recorder(), _batch(torch.Generator().manual_seed(0)), torch.Generator(), ABAR.float(), weighting="snr"
         )
+
+
+def test_uniform_sampling_draws_what_the_shipped_models_drew():
+    drawn = draw_timesteps(64, torch.Generator().manual_seed(9), torch.device("cpu"), "uniform")
+    assert torch.equal(drawn, _drawn_timesteps(9, 64))
+
+
+def test_high_noise_sampling_follows_its_density():
+    """t = 1 - (1 - u)^2: P(t > s) = sqrt(1 - s), so half the draws lie above 0.75 and 1 - sqrt(0.7)
+    (16.3%) below 0.3; every draw is a valid index and the draws are a function of the generator."""
+    n = 40000
+    t = draw_timesteps(n, torch.Generator().manual_seed(10), torch.device("cpu"), "high_noise")
+    assert t.dtype == torch.long and t.min() >= 0 and t.max() <= NUM_TRAIN_TIMESTEPS - 1
+    frac = t.double() / NUM_TRAIN_TIMESTEPS
+    for s in (0.3, 0.5, 0.75, 0.9):
+        assert (frac > s).double().mean().item() == pytest.approx((1 - s) ** 0.5, abs=0.01)
+    again = draw_timesteps(n, torch.Generator().manual_seed(10), torch.device("cpu"), "high_noise")
+    assert torch.equal(t, again)
+
+
+def test_the_loss_uses_the_sampling_it_is_given():
+    batch = _batch(torch.Generator().manual_seed(11))
+    seen = []
+
+    def spy(targets, target_slots, t, conditions, condition_slots, pose, keep):
+        seen.append(t)
+        return 0.5 * targets.tanh()
+
+    partial_diffusion_loss(spy, batch, torch.Generator().manual_seed(12), ABAR.float(), sampling="high_noise")
+    expected = draw_timesteps(4, torch.Generator().manual_seed(12), torch.device("cpu"), "high_noise")
+    assert torch.equal(seen[0], expected.float() / NUM_TRAIN_TIMESTEPS)
+
+
+def test_unknown_sampling_is_an_error():
+    with pytest.raises(ValueError, match="unknown timestep sampling 'late'; choose one of uniform, high_noise"):
+        draw_timesteps(2, torch.Generator(), torch.device("cpu"), "late")

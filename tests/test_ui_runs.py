@@ -16,6 +16,7 @@ from omfa.app.files import AppFiles
 from omfa.diffusion import make_scheduler
 from omfa.imaging import ImageInputError
 from omfa.pipeline import OMFAPipeline
+from omfa.pose.body import Pose
 from omfa.pose.presets import get_preset
 from omfa.studio.card import ModelCard, ModelCardError
 from omfa.studio.context import EXAMPLES_DIR, StudioContext
@@ -256,16 +257,32 @@ def test_uploads_are_prepared_once_per_content(ctx, tmp_path):
 
 def test_renders_from_many_threads_agree(ctx):
     # Gradio runs handlers on worker threads; an EGL context made current on one thread fails on another.
+    # Each thread asks for a view no one rendered yet, so every thread really renders.
     preset = get_preset("waving")
-    expected = ctx.pose_map(preset.pose, 30.0)
-    results: list[np.ndarray] = []
-    threads = [threading.Thread(target=lambda: results.append(ctx.pose_map(preset.pose, 30.0))) for _ in range(4)]
+    yaws = [31.0, 32.0, 33.0, 34.0]
+    results: dict[float, np.ndarray] = {}
+    threads = [threading.Thread(target=lambda y=y: results.update({y: ctx.pose_map(preset.pose, y)})) for y in yaws]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert len(results) == 4 and all(np.array_equal(r, expected) for r in results)
-    assert set(map(tuple, expected.reshape(-1, 3))) > {(0, 0, 0)}  # a figure on black
+    posed = ctx.mesh_body.posed(preset.pose)
+    for yaw in yaws:
+        expected = ctx.renderer.pose_condition(posed, yaw, ctx.canvas_hw, ctx.pose_kind)
+        np.testing.assert_array_equal(results[yaw], expected)
+        assert set(map(tuple, expected.reshape(-1, 3))) > {(0, 0, 0)}  # a figure on black
+
+
+def test_pose_maps_are_rendered_once_per_pose_and_view(ctx):
+    preset = get_preset("walking")
+    first = ctx.pose_map(preset.pose, 12.5)
+    assert ctx.pose_map(preset.pose, 12.5) is first  # a repeated preset or gallery turn costs nothing
+    assert not first.flags.writeable  # shared between requests: nobody may paint on it
+    turned = ctx.pose_map(preset.pose, 13.5)
+    assert turned is not first and not np.array_equal(turned, first)
+    bent = preset.pose.body_pose.copy()
+    bent[17] = (0.0, -1.2, 0.0)  # the left elbow: another pose, another map
+    assert not np.array_equal(ctx.pose_map(Pose(preset.pose.global_orient, bent), 12.5), first)
 
 
 def test_stop_closes_the_run_within_one_step(ctx):

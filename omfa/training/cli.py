@@ -24,7 +24,7 @@ def train_parser() -> argparse.ArgumentParser:
     from omfa import cli
     from omfa.pose.condition import POSE_CONDITIONS
     from omfa.training import loop
-    from omfa.training.loss import LOSS_WEIGHTINGS
+    from omfa.training.loss import LOSS_WEIGHTINGS, TIMESTEP_SAMPLINGS
     from omfa.training.models import BACKBONES
 
     parser = _parser("train", loop.__doc__)
@@ -62,6 +62,7 @@ def train_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--steps", type=int, help="override the number of steps")
     parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--warmup", type=int, help="learning-rate warm-up steps (a warm start needs fewer)")
     parser.add_argument("--tasks", help="comma-separated task subset (ablations)")
     parser.add_argument("--full-canvas", action="store_true", help="ablation: noise every slot")
     parser.add_argument(
@@ -92,6 +93,16 @@ def train_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--patch-size", type=int, metavar="P", help="override the preset's patch size (2 suits an 8x VAE)"
+    )
+    parser.add_argument(
+        "--timestep-sampling",
+        choices=TIMESTEP_SAMPLINGS,
+        help="which timesteps batches draw; high_noise spends the steps where conditions must be read "
+        "(default: the config's, uniform)",
+    )
+    parser.add_argument(
+        "--task-weights",
+        help="relative task frequencies over the config's, e.g. try_off_upper=2,try_off_lower=2",
     )
     parser.add_argument("--max-minutes", type=float, help="stop (after saving) when this much time has passed")
     parser.add_argument("--init-weights", type=Path, help="start from these model weights (safetensors)")
@@ -159,6 +170,20 @@ def _split(text: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in text.split(","))
 
 
+def _task_weights(parser: argparse.ArgumentParser, text: str) -> dict[str, float]:
+    """ "task=weight,..." -> {task: weight}; a malformed entry is a usage error that shows the form."""
+    weights = {}
+    for part in _split(text):
+        task, _, value = part.partition("=")
+        try:
+            weights[task] = float(value)
+        except ValueError:
+            parser.error(f"--task-weights entry {part!r} is not task=number (e.g. try_off_upper=2)")
+        if not weights[task] >= 0:
+            parser.error(f"--task-weights: the weight of {task} must be >= 0, got {value}")
+    return weights
+
+
 def training_data(cfg, root: Path, in_memory: bool = False):
     """The training samples `cfg.dataset` names under `root`: an `omfa synth` train split or a real dataset."""
     from omfa.data.real import training_split
@@ -193,8 +218,10 @@ def run_train(argv: list[str]) -> int:
         for k, v in {
             "steps": args.steps,
             "batch_size": args.batch_size,
+            "warmup": args.warmup,
             "pose_condition": args.pose_condition,
             "loss_weighting": args.loss_weighting,
+            "timestep_sampling": args.timestep_sampling,
             "dataset": args.dataset,
             "size_hw": args.size,
             "backbone": args.backbone,
@@ -210,6 +237,8 @@ def run_train(argv: list[str]) -> int:
     }
     if args.tasks:
         overrides["tasks"] = _split(args.tasks)
+    if args.task_weights:
+        overrides["task_weights"] = CONFIGS[args.config].task_weights | _task_weights(parser, args.task_weights)
     if args.full_canvas:
         overrides["full_canvas"] = True
     if args.full_condition_attention:

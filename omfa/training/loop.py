@@ -54,7 +54,7 @@ from omfa.latents import is_cheap_decoder, latent_channels, load_vae, vae_digest
 from omfa.pose.condition import DEFAULT_POSE_CONDITION, check_kind
 from omfa.training.batch import collate
 from omfa.training.latents import LatentDataset, fit_preview_map
-from omfa.training.loss import check_weighting, partial_diffusion_loss
+from omfa.training.loss import check_sampling, check_weighting, partial_diffusion_loss
 from omfa.training.models import (
     build_model,
     check_backbone,
@@ -85,6 +85,7 @@ class TrainConfig:
     refiner: bool = True  # False: the preset without its pixel refiner (the plain patch head)
     pose_condition: str = DEFAULT_POSE_CONDITION  # the map joined to the person slot: "parts" or "surface"
     loss_weighting: str = "uniform"  # per-timestep weight of the x0 loss: "uniform" or "min_snr"
+    timestep_sampling: str = "uniform"  # which timesteps batches draw: "uniform" or "high_noise"
     tasks: tuple[str, ...] = tuple(TASKS)
     # relative frequency of each task family; missing tasks default to 1.0
     task_weights: dict = field(
@@ -117,8 +118,9 @@ class TrainConfig:
         if self.preview_vae is not None and self.vae is None:
             raise ValueError("preview_vae decodes latents; it needs a vae (pass --vae DIR as well)")
         check_weighting(self.loss_weighting)
+        check_sampling(self.timestep_sampling)
         check_backbone(self.backbone)
-        for task in self.tasks:
+        for task in (*self.tasks, *self.task_weights):
             get_task(task)
         if self.dataset not in DATASETS:
             raise ValueError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
@@ -368,7 +370,8 @@ def _describe(cfg: TrainConfig, model, accelerator: Accelerator, dataset, step: 
         f"({model.config.in_channels} channels); "
         f"device {accelerator.device}, mixed precision {accelerator.mixed_precision}, "
         f"world size {accelerator.num_processes} ({accelerator.distributed_type.value}); "
-        f"batch {cfg.batch_size} per process, pose {cfg.pose_condition}, {cfg.loss_weighting} loss, tasks {tasks}"
+        f"batch {cfg.batch_size} per process, pose {cfg.pose_condition}, {cfg.loss_weighting} loss, "
+        f"{cfg.timestep_sampling} timesteps, tasks {tasks}"
     )
 
 
@@ -456,7 +459,14 @@ def train(
         # 2. partial diffusion: noise the targets, keep the conditions clean
         with accelerator.autocast():
             loss = partial_diffusion_loss(
-                model, batch, gen, abar, cfg.condition_dropout, cfg.full_canvas, cfg.loss_weighting
+                model,
+                batch,
+                gen,
+                abar,
+                cfg.condition_dropout,
+                cfg.full_canvas,
+                cfg.loss_weighting,
+                cfg.timestep_sampling,
             )
         # 3. the update, then the EMA
         accelerator.backward(loss)
