@@ -159,7 +159,7 @@ def run(argv: list[str]) -> int:
     if args.which in timed:
         result = timed[args.which](args)
         print(json.dumps(result) if args.json else speed.steps_table(result) if args.which == "steps" else result)
-        return 0
+        return 1 if isinstance(result, dict) and result.get("failed") else 0  # a bench that reports a failure
     if args.which in ("cache", "pose"):
         if args.which == "cache":
             result = bench_cache(

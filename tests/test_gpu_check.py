@@ -39,3 +39,11 @@ def test_the_script_says_clearly_that_there_is_no_gpu():
     assert "gpu_check: no CUDA GPU here" in done.stderr and "nothing checked" in done.stderr
     with pytest.raises(SystemExit, match="no CUDA GPU here"):
         run(["gpu", "--train-steps", "1"])  # the full-size bench refuses too, before building anything
+
+
+def test_a_failing_phase_is_reported_and_the_other_still_runs(capsys):
+    # zero training steps leave no loss to report: the training phase fails, sampling runs on
+    assert run(["gpu", "--tiny", "--train-steps", "0", "--sample-steps", "1", "--json"]) == 1
+    result = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert result["failed"] and result["train_error"].startswith("IndexError")
+    assert "sample_error" not in result and result["tryon_64x48_cached_s"] > 0
