@@ -47,6 +47,11 @@ def test_real_data_configs_give_samples_at_their_size(request, dataset, size_hw)
     images = [v for k, v in sample.items() if k not in ("meta", "tasks")]
     assert images and all(v.shape[:2] == size_hw for v in images)
     assert sample["tasks"]  # the train split supervises a task (try-off, or multi-view)
+    # multi-view needs the target's pose: the estimator's map (blank here: the fixture's block figures
+    # are no people to it; tests/test_data_real.py estimates a real photograph's)
+    assert cfg.estimate_pose == (dataset == "deepfashion") and ("pose" in sample) == cfg.estimate_pose
+    if cfg.estimate_pose:
+        assert sample["pose"].shape == (*size_hw, 3) and not sample["pose"].any()
 
 
 def _lines(capsys) -> list[str]:

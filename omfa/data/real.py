@@ -310,16 +310,19 @@ class DeepFashionMultiModal(RealDataset):
         return sample
 
 
-def estimator_pose_fn(size_hw: tuple[int, int]) -> PoseFn:
+def estimator_pose_fn(size_hw: tuple[int, int], blank_without_person: bool = False) -> PoseFn:
     """A pose function: estimate the SMPL-X pose of the photo, render its part-colour pose map (yaw 0) at `size_hw`.
 
     The map shows the pose in the canvas framing, not the photo's: real photos
     are not framed like the fitting room's camera. It is rendered by the same
     function and low-poly body as the app's pose maps (`omfa.pose.condition`).
+    `blank_without_person`: a photo in which the estimator finds no single
+    person gets a blank map (what a sample without a pose function gives)
+    instead of `PersonCountError`, so that one such photo does not stop a training run.
     """
     from omfa.pose.body import load_body
     from omfa.pose.condition import pose_condition
-    from omfa.pose.estimate import estimate_pose
+    from omfa.pose.estimate import PersonCountError, estimate_pose
     from omfa.pose.lowpoly import LowPolyBody
     from omfa.pose.render import PoseRenderer
 
@@ -327,7 +330,12 @@ def estimator_pose_fn(size_hw: tuple[int, int]) -> PoseFn:
     mesh_body = LowPolyBody(body)
 
     def pose_map(photo: np.ndarray) -> np.ndarray:
-        estimated = estimate_pose(photo, body=body)
+        try:
+            estimated = estimate_pose(photo, body=body)
+        except PersonCountError:
+            if not blank_without_person:
+                raise
+            return np.zeros((*size_hw, 3), np.uint8)
         return pose_condition(renderer, mesh_body.posed(estimated.pose), 0.0, size_hw, "parts")
 
     return pose_map

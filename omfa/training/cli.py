@@ -43,6 +43,13 @@ def train_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--size", type=cli.parse_size, help="real datasets: fit images to HEIGHTxWIDTH px (default: the config's)"
     )
+    parser.add_argument(
+        "--estimate-pose",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="real datasets: pose maps of the photos from the pose estimator (multi-view needs them; "
+        "default: the config's, none: blank maps)",
+    )
     parser.add_argument("--backbone", choices=BACKBONES, help="from-scratch 'omfa' or pretrained 'flux'")
     parser.add_argument(
         "--pretrained", type=Path, help="backbone flux: a local FLUX.1 folder (the pipeline folder or its transformer/)"
@@ -186,10 +193,12 @@ def _task_weights(parser: argparse.ArgumentParser, text: str) -> dict[str, float
 
 def training_data(cfg, root: Path, in_memory: bool = False):
     """The training samples `cfg.dataset` names under `root`: an `omfa synth` train split or a real dataset."""
-    from omfa.data.real import training_split
+    from omfa.data.real import estimator_pose_fn, training_split
     from omfa.data.shards import ShardDataset
 
     if cfg.dataset == "synth":
+        if cfg.estimate_pose:
+            raise ValueError("--estimate-pose is for real photographs; synthetic samples carry their exact pose maps")
         dataset = ShardDataset(root, "train")
         if cfg.size_hw is not None and tuple(cfg.size_hw) != dataset.size_hw:
             raise ValueError(
@@ -199,7 +208,8 @@ def training_data(cfg, root: Path, in_memory: bool = False):
     else:
         if cfg.size_hw is None:
             raise ValueError(f"dataset {cfg.dataset!r} needs a canvas size: pass --size HEIGHTxWIDTH")
-        dataset = training_split(cfg.dataset, root, tuple(cfg.size_hw))
+        pose_fn = estimator_pose_fn(tuple(cfg.size_hw), blank_without_person=True) if cfg.estimate_pose else None
+        dataset = training_split(cfg.dataset, root, tuple(cfg.size_hw), pose_fn)
     if in_memory:  # ~0.3 MB per sample at 128x96: decode once instead of every epoch
         dataset = [dataset[i] for i in range(len(dataset))]
     return dataset
@@ -224,6 +234,7 @@ def run_train(argv: list[str]) -> int:
             "timestep_sampling": args.timestep_sampling,
             "dataset": args.dataset,
             "size_hw": args.size,
+            "estimate_pose": args.estimate_pose,
             "backbone": args.backbone,
             "pretrained": None if args.pretrained is None else str(args.pretrained),
             "lora_rank": args.lora_rank,

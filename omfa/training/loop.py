@@ -112,6 +112,7 @@ class TrainConfig:
     gradient_checkpointing: bool = False  # backbone "flux": recompute each block in backward
     dataset: str = "synth"  # what --data holds: an `omfa synth` folder or a real dataset (omfa.data.real)
     size_hw: tuple[int, int] | None = None  # real datasets: the canvas images are fitted to (height, width)
+    estimate_pose: bool = False  # real datasets: pose maps from the pose estimator (else blank maps)
 
     def __post_init__(self) -> None:
         check_kind(self.pose_condition)
@@ -129,12 +130,14 @@ class TrainConfig:
 
 
 def _real_data_config(dataset: str, size_hw: tuple[int, int]) -> TrainConfig:
-    """LoRA on FLUX.1 for a real dataset at `size_hw`: bf16, gradient checkpointing, per-GPU batch 4 / 2."""
+    """LoRA on FLUX.1 for a real dataset at `size_hw`: bf16, gradient checkpointing, per-GPU batch 4 / 2;
+    multi-view data (DeepFashion-MultiModal) with the pose estimator's maps of the target photos."""
     small = size_hw[0] <= 512
     return TrainConfig(
         backbone="flux",
         dataset=dataset,
         size_hw=size_hw,
+        estimate_pose=dataset == "deepfashion",
         lora_rank=16,
         gradient_checkpointing=True,
         steps=20000,
