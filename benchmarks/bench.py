@@ -1,6 +1,7 @@
 """Benchmarks (`omfa bench ...`): the condition cache and posing here, request speed and the sampler's
 quality per second in benchmarks.speed, a pose gallery against one view in benchmarks.gallery, the
-served app's reliability in benchmarks.reliability.
+served app's reliability in benchmarks.reliability, FLUX.1-size training and sampling on a GPU in
+benchmarks.gpu_check.
 
 `omfa bench cache --json` times the same try-on with and without the
 condition cache (alternating runs, best of `--repeats`) and checks that both
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks import gallery, reliability, speed
+from benchmarks import gallery, gpu_check, reliability, speed
 from benchmarks.models import SHIPPED_SIZE_HW, random_weights_pipe
 from omfa.acceleration import PRECISIONS, resolve_dtype
 from omfa.cli import parse_size
@@ -151,14 +152,14 @@ def run(argv: list[str]) -> int:
             help="hostile uploads, load, cancellation, soak and limits of the served app (benchmarks.reliability)",
         )
     )
-    timed = speed.add_arguments(sub) | gallery.add_arguments(sub)
+    timed = speed.add_arguments(sub) | gallery.add_arguments(sub) | gpu_check.add_arguments(sub)
     args = parser.parse_args(argv)
     if args.which == "reliability":
         return reliability.run_cli(args)
     if args.which in timed:
         result = timed[args.which](args)
         print(json.dumps(result) if args.json else speed.steps_table(result) if args.which == "steps" else result)
-        return 0
+        return 1 if isinstance(result, dict) and result.get("failed") else 0  # a bench that reports a failure
     if args.which in ("cache", "pose"):
         if args.which == "cache":
             result = bench_cache(

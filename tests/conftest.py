@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -13,6 +14,16 @@ os.environ.setdefault("OMFA_COMPILE", "off")
 
 
 import pytest  # noqa: E402
+from real_fixtures import deepfashion, dresscode, viton_hd  # noqa: E402, F401  (real datasets' layouts)
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerator_state():
+    """accelerate keeps one mixed-precision setting per process; each test's training run chooses its own."""
+    yield
+    state = sys.modules.get("accelerate.state")  # nothing to reset (or import) where no test used accelerate
+    if state is not None:
+        state.AcceleratorState._reset_state()
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,8 @@
-"""Two CPU processes train FluxOMFA's LoRA with accelerate (DDP over gloo): the replicas stay identical."""
+"""Two CPU processes train FluxOMFA's LoRA with accelerate (DDP over gloo): the replicas stay identical.
+
+The first test drives the denoiser directly (torchrun and a worker); the second launches `omfa train`
+itself through `accelerate launch` and the shipped two-process config, on real-data fixtures.
+"""
 
 from __future__ import annotations
 
@@ -28,3 +32,39 @@ def test_two_process_lora_training_keeps_the_replicas_identical(tmp_path):
     assert result["ranks"] == 2
     assert result["spread"] == 0.0  # DDP averaged the gradients: both ranks took the same steps
     assert result["losses"][-1] < 0.9 * result["losses"][0]
+
+
+@pytest.mark.slow  # about 40 s on two shared cores: run with -m slow
+def test_accelerate_launch_trains_flux_lora_on_two_processes_with_identical_ranks(tmp_path, dresscode):
+    """`accelerate launch` with the shipped two-process CPU config runs `omfa train` on real-data fixtures."""
+    import socket
+
+    from safetensors.torch import load_file
+    from test_backbone_flux import tiny_backbone
+
+    from omfa.pipeline import OMFAPipeline
+
+    tiny_backbone(seed=3).save_pretrained(tmp_path / "flux")
+    with socket.socket() as s:  # a free rendezvous port: other test runs may hold accelerate's default
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(HERE.parent)}
+    config = HERE.parent / "configs" / "accelerate" / "cpu_2proc.yaml"
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config)]
+    train = ["-m", "omfa", "train", "--config", "dresscode-512", "--size", "16x12", "--mixed-precision", "no"]
+    run = ["--pretrained", str(tmp_path / "flux"), "--data", str(dresscode), "--out", str(tmp_path / "run")]
+    done = subprocess.run(
+        [*launch, "--main_process_port", str(port), *train, *run, "--steps", "3", "--batch-size", "2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "world size 2 (MULTI_CPU)" in done.stdout
+    last = json.loads((tmp_path / "run" / "log.jsonl").read_text().splitlines()[-1])
+    assert last == {"step": 3, "world_size": 2, "replica_spread": 0.0}  # both ranks end with identical weights
+    lora = load_file(tmp_path / "run" / "checkpoint" / "model.safetensors")
+    assert any("lora_B" in k and v.abs().max() > 0 for k, v in lora.items())  # LoRA B starts at zero: it trained
+    pipe = OMFAPipeline.load(tmp_path / "run" / "pipeline", device="cpu")
+    assert pipe.canvas_hw == (16, 12)

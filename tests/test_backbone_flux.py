@@ -23,11 +23,12 @@ from omfa.training.loss import partial_diffusion_loss
 HW = (16, 12)  # pixel canvas (no VAE): 8x6 tokens per slot after 2x2 packing
 
 
-def tiny_backbone(seed: int = 0) -> FluxTransformer2DModel:
+def tiny_backbone(seed: int = 0, in_channels: int = 12) -> FluxTransformer2DModel:
+    """in_channels: slot channels x 2x2 packing (12: the RGB pixel canvas; FLUX.1's 16 latent channels give 64)."""
     torch.manual_seed(seed)
     return FluxTransformer2DModel(
         patch_size=1,
-        in_channels=12,  # 3 canvas channels x 2x2 packing
+        in_channels=in_channels,
         num_layers=1,
         num_single_layers=1,
         attention_head_dim=16,

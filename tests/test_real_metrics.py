@@ -131,14 +131,15 @@ def test_omfa_score_reads_two_folders_and_names_what_it_skipped(tmp_path, capsys
         (tmp_path / folder).mkdir()
         for i in range(3):
             pixels = rng.integers(0, 256, (32, 24, 3), dtype=np.uint8)
-            PIL.Image.fromarray(pixels).save(tmp_path / folder / f"{i:02d}.png")
+            # results are PNG, the dataset's truths JPEG (as VITON-HD's): they pair by name alone
+            PIL.Image.fromarray(pixels).save(tmp_path / folder / f"{i:02d}.{'png' if folder == 'gen' else 'jpg'}")
     hub = tmp_path / "hub"  # empty: LPIPS, FID and KID skip here
     argv = ["score", "--generated", str(tmp_path / "gen"), "--real", str(tmp_path / "real"), "--hub-dir", str(hub)]
     assert main([*argv, "--paired", "--json"]) == 0
     out = capsys.readouterr()
     assert set(json.loads(out.out)) == {"SSIM"}
     assert "LPIPS" in out.err and "FID and KID skipped" in out.err
-    (tmp_path / "real" / "00.png").rename(tmp_path / "real" / "99.png")
+    (tmp_path / "real" / "00.jpg").rename(tmp_path / "real" / "99.jpg")
     with pytest.raises(SystemExit):
         main([*argv, "--paired"])
     assert "no partner" in capsys.readouterr().err

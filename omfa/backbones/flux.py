@@ -50,6 +50,7 @@ from omfa.backbones.lora import has_lora, load_lora, save_lora
 from omfa.canvas import PERSON, SLOTS
 from omfa.denoiser import ConditionKV
 from omfa.diffusion import guided
+from omfa.pose.condition import DEFAULT_POSE_CONDITION, check_kind
 
 BACKBONE_CLASS = FluxTransformer2DModel.__name__
 ADAPTER_WEIGHTS = "omfa_adapter.safetensors"
@@ -98,11 +99,13 @@ class FluxOMFA(ModelMixin, ConfigMixin):
         slot_offsets: tuple[int, ...] = (0, 1, 2, 3),
         guidance: float = 3.5,
         base_model: str | None = None,
+        pose_condition: str = DEFAULT_POSE_CONDITION,
     ):
         super().__init__()
         # sample_size is the latent size of one slot (1024x768 px through FLUX's 8x VAE: 128x96);
         # guidance feeds the guidance embedding of guidance-distilled backbones (FLUX.1-dev) and is
-        # unused by the others (FLUX.1-schnell); base_model is the folder the base weights come from.
+        # unused by the others (FLUX.1-schnell); base_model is the folder the base weights come from;
+        # pose_condition is the kind of pose map it learned (`omfa.pose.condition`), which the app renders.
         cfg = backbone.config
         h, w = sample_size
         if h % patch_size or w % patch_size:
@@ -123,6 +126,7 @@ class FluxOMFA(ModelMixin, ConfigMixin):
             slot_offsets=tuple(slot_offsets),
             guidance=guidance,
             base_model=base_model,
+            pose_condition=check_kind(pose_condition),
             in_channels=channels,
             local_condition_attention=True,
         )
@@ -147,6 +151,7 @@ class FluxOMFA(ModelMixin, ConfigMixin):
         *,
         sample_size: tuple[int, int] | None = None,
         num_prompt_tokens: int | None = None,
+        pose_condition: str | None = None,
         prompt_file: str | os.PathLike | None = None,
         **loader_kwargs: object,
     ) -> FluxOMFA:
@@ -164,7 +169,7 @@ class FluxOMFA(ModelMixin, ConfigMixin):
         loading here is always local and safetensors-only, so they change nothing.
         """
         path = Path(path)
-        options = {"sample_size": sample_size, "num_prompt_tokens": num_prompt_tokens}
+        options = {"sample_size": sample_size, "num_prompt_tokens": num_prompt_tokens, "pose_condition": pose_condition}
         options = {k: v for k, v in options.items() if v is not None}
         saved = None if _pipeline_folder(path) else _read_config(path)
         if saved is None or saved.get("_class_name") == BACKBONE_CLASS:
@@ -197,6 +202,7 @@ class FluxOMFA(ModelMixin, ConfigMixin):
             if base_dir is None:
                 raise ValueError(f"{path} holds LoRA weights only; pass base= the FLUX transformer folder they fit")
         init = {k: saved[k] for k in ("sample_size", "patch_size", "num_prompt_tokens", "slot_offsets", "guidance")}
+        init["pose_condition"] = saved.get("pose_condition", DEFAULT_POSE_CONDITION)  # saved before it was recorded
         model = cls(load_backbone(base_dir, torch_dtype), base_model=str(base_dir), **{**init, **options})
         if (path / LORA_DIR).is_dir():
             load_lora(model.backbone, path / LORA_DIR)

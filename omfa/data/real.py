@@ -310,16 +310,19 @@ class DeepFashionMultiModal(RealDataset):
         return sample
 
 
-def estimator_pose_fn(size_hw: tuple[int, int]) -> PoseFn:
+def estimator_pose_fn(size_hw: tuple[int, int], blank_without_person: bool = False) -> PoseFn:
     """A pose function: estimate the SMPL-X pose of the photo, render its part-colour pose map (yaw 0) at `size_hw`.
 
     The map shows the pose in the canvas framing, not the photo's: real photos
     are not framed like the fitting room's camera. It is rendered by the same
     function and low-poly body as the app's pose maps (`omfa.pose.condition`).
+    `blank_without_person`: a photo in which the estimator finds no single
+    person gets a blank map (what a sample without a pose function gives)
+    instead of `PersonCountError`, so that one such photo does not stop a training run.
     """
     from omfa.pose.body import load_body
     from omfa.pose.condition import pose_condition
-    from omfa.pose.estimate import estimate_pose
+    from omfa.pose.estimate import PersonCountError, estimate_pose
     from omfa.pose.lowpoly import LowPolyBody
     from omfa.pose.render import PoseRenderer
 
@@ -327,7 +330,29 @@ def estimator_pose_fn(size_hw: tuple[int, int]) -> PoseFn:
     mesh_body = LowPolyBody(body)
 
     def pose_map(photo: np.ndarray) -> np.ndarray:
-        estimated = estimate_pose(photo, body=body)
+        try:
+            estimated = estimate_pose(photo, body=body)
+        except PersonCountError:
+            if not blank_without_person:
+                raise
+            return np.zeros((*size_hw, 3), np.uint8)
         return pose_condition(renderer, mesh_body.posed(estimated.pose), 0.0, size_hw, "parts")
 
     return pose_map
+
+
+# `--dataset` name -> (loader, the split that trains); each loader fits images to the size it is given.
+REAL_DATASETS: dict[str, type[RealDataset]] = {
+    "viton-hd": VitonHD,
+    "dresscode": DressCode,
+    "deepfashion": DeepFashionMultiModal,
+}
+
+
+def training_split(name: str, root: str | Path, size_hw: tuple[int, int], pose_fn: PoseFn | None = None) -> RealDataset:
+    """The training samples of real dataset `name` (a key of `REAL_DATASETS`) at `size_hw` (height, width)."""
+    if name not in REAL_DATASETS:
+        raise RealDatasetError(f"unknown real dataset {name!r}; choose one of {', '.join(REAL_DATASETS)}")
+    # VITON-HD and DressCode train on their paired train lists (try-off); DeepFashion on the
+    # outfits its hash split keeps for training (multi-view)
+    return REAL_DATASETS[name](root, "train", pose_fn=pose_fn, size_hw=size_hw)

@@ -21,14 +21,52 @@ def _parser(command: str, module_doc: str | None) -> argparse.ArgumentParser:
 
 
 def train_parser() -> argparse.ArgumentParser:
+    from omfa import cli
     from omfa.pose.condition import POSE_CONDITIONS
     from omfa.training import loop
     from omfa.training.loss import LOSS_WEIGHTINGS, TIMESTEP_SAMPLINGS
+    from omfa.training.models import BACKBONES
 
     parser = _parser("train", loop.__doc__)
-    parser.add_argument("--data", type=Path, required=True, help="dataset folder written by `omfa synth`")
-    parser.add_argument("--out", type=Path, required=True, help="run folder (resumes if it has a checkpoint)")
+    parser.add_argument(
+        "--data", type=Path, required=True, help="dataset folder: written by `omfa synth`, or a real dataset's root"
+    )
+    parser.add_argument(
+        "--out", type=Path, help="run folder (resumes if it has a checkpoint); not needed with --dry-run"
+    )
     parser.add_argument("--config", default="small-cpu", choices=list(loop.CONFIGS))
+    parser.add_argument(
+        "--dataset",
+        choices=loop.DATASETS,
+        help="what --data holds (default: the config's): an `omfa synth` folder or a real dataset in its own layout",
+    )
+    parser.add_argument(
+        "--size", type=cli.parse_size, help="real datasets: fit images to HEIGHTxWIDTH px (default: the config's)"
+    )
+    parser.add_argument(
+        "--estimate-pose",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="real datasets: pose maps of the photos from the pose estimator (multi-view needs them; "
+        "default: the config's, none: blank maps)",
+    )
+    parser.add_argument("--backbone", choices=BACKBONES, help="from-scratch 'omfa' or pretrained 'flux'")
+    parser.add_argument(
+        "--pretrained", type=Path, help="backbone flux: a local FLUX.1 folder (the pipeline folder or its transformer/)"
+    )
+    parser.add_argument("--lora-rank", type=int, help="backbone flux: LoRA rank (default: the config's; 0: full)")
+    parser.add_argument(
+        "--gradient-checkpointing",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="backbone flux: recompute each block in backward (default: the config's)",
+    )
+    parser.add_argument("--mixed-precision", choices=("no", "bf16", "fp16"), help="default: the config's")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="build everything from the config, train two steps into a temporary folder, report; keep nothing",
+    )
     parser.add_argument("--steps", type=int, help="override the number of steps")
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--warmup", type=int, help="learning-rate warm-up steps (a warm start needs fewer)")
@@ -50,16 +88,6 @@ def train_parser() -> argparse.ArgumentParser:
         help="per-timestep weight of the x0 loss (default: the config's, uniform)",
     )
     parser.add_argument(
-        "--timestep-sampling",
-        choices=TIMESTEP_SAMPLINGS,
-        help="which timesteps batches draw; high_noise spends the steps where conditions must be read "
-        "(default: the config's, uniform)",
-    )
-    parser.add_argument(
-        "--task-weights",
-        help="relative task frequencies over the config's, e.g. try_off_upper=2,try_off_lower=2",
-    )
-    parser.add_argument(
         "--vae",
         metavar="DIR",
         help="a local diffusers VAE folder (AutoencoderKL, AutoencoderTiny or AutoencoderDC): train on its latents, "
@@ -72,6 +100,16 @@ def train_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--patch-size", type=int, metavar="P", help="override the preset's patch size (2 suits an 8x VAE)"
+    )
+    parser.add_argument(
+        "--timestep-sampling",
+        choices=TIMESTEP_SAMPLINGS,
+        help="which timesteps batches draw; high_noise spends the steps where conditions must be read "
+        "(default: the config's, uniform)",
+    )
+    parser.add_argument(
+        "--task-weights",
+        help="relative task frequencies over the config's, e.g. try_off_upper=2,try_off_lower=2",
     )
     parser.add_argument("--max-minutes", type=float, help="stop (after saving) when this much time has passed")
     parser.add_argument("--init-weights", type=Path, help="start from these model weights (safetensors)")
@@ -153,12 +191,38 @@ def _task_weights(parser: argparse.ArgumentParser, text: str) -> dict[str, float
     return weights
 
 
-def run_train(argv: list[str]) -> int:
+def training_data(cfg, root: Path, in_memory: bool = False):
+    """The training samples `cfg.dataset` names under `root`: an `omfa synth` train split or a real dataset."""
+    from omfa.data.real import estimator_pose_fn, training_split
     from omfa.data.shards import ShardDataset
-    from omfa.training.loop import CONFIGS, train
+
+    if cfg.dataset == "synth":
+        if cfg.estimate_pose:
+            raise ValueError("--estimate-pose is for real photographs; synthetic samples carry their exact pose maps")
+        dataset = ShardDataset(root, "train")
+        if cfg.size_hw is not None and tuple(cfg.size_hw) != dataset.size_hw:
+            raise ValueError(
+                f"{root} holds {dataset.size_hw[0]}x{dataset.size_hw[1]} px samples, not "
+                f"{cfg.size_hw[0]}x{cfg.size_hw[1]}; a synthetic dataset's size is set by `omfa synth --size`"
+            )
+    else:
+        if cfg.size_hw is None:
+            raise ValueError(f"dataset {cfg.dataset!r} needs a canvas size: pass --size HEIGHTxWIDTH")
+        pose_fn = estimator_pose_fn(tuple(cfg.size_hw), blank_without_person=True) if cfg.estimate_pose else None
+        dataset = training_split(cfg.dataset, root, tuple(cfg.size_hw), pose_fn)
+    if in_memory:  # ~0.3 MB per sample at 128x96: decode once instead of every epoch
+        dataset = [dataset[i] for i in range(len(dataset))]
+    return dataset
+
+
+def run_train(argv: list[str]) -> int:
+    from omfa.data.real import RealDatasetError
+    from omfa.training.loop import CONFIGS, dry_run, train
 
     parser = train_parser()
     args = parser.parse_args(argv)
+    if args.out is None and not args.dry_run:
+        parser.error("--out is required (the run folder), except with --dry-run")
     overrides = {
         k: v
         for k, v in {
@@ -168,6 +232,14 @@ def run_train(argv: list[str]) -> int:
             "pose_condition": args.pose_condition,
             "loss_weighting": args.loss_weighting,
             "timestep_sampling": args.timestep_sampling,
+            "dataset": args.dataset,
+            "size_hw": args.size,
+            "estimate_pose": args.estimate_pose,
+            "backbone": args.backbone,
+            "pretrained": None if args.pretrained is None else str(args.pretrained),
+            "lora_rank": args.lora_rank,
+            "gradient_checkpointing": args.gradient_checkpointing,
+            "mixed_precision": args.mixed_precision,
             "vae": args.vae,
             "preview_vae": args.preview_vae,
             "patch_size": args.patch_size,
@@ -185,12 +257,15 @@ def run_train(argv: list[str]) -> int:
     if args.no_refiner:
         overrides["refiner"] = False
     try:
-        cfg = replace(CONFIGS[args.config], **overrides)  # TrainConfig checks tasks, pose condition, weighting
-    except ValueError as error:
+        cfg = replace(CONFIGS[args.config], **overrides)  # TrainConfig checks every field
+        dataset = training_data(cfg, args.data, args.in_memory)
+    except (ValueError, RealDatasetError) as error:
         parser.error(str(error))
-    dataset = ShardDataset(args.data, "train")
-    if args.in_memory:  # ~0.3 MB per sample: decode once instead of every epoch
-        dataset = [dataset[i] for i in range(len(dataset))]
+    if cfg.backbone == "flux" and cfg.pretrained is None:
+        parser.error("backbone flux needs --pretrained DIR: a local FLUX.1 folder (the pipeline or its transformer/)")
+    if args.dry_run:
+        dry_run(cfg, dataset)
+        return 0
     args.out.mkdir(parents=True, exist_ok=True)
     train(cfg, dataset, args.out, max_minutes=args.max_minutes, init_weights=args.init_weights)
     return 0
@@ -259,7 +334,7 @@ def score_parser() -> argparse.ArgumentParser:
     parser.add_argument("--generated", type=Path, required=True, help="folder of the model's results")
     parser.add_argument("--real", type=Path, required=True, help="folder of real test images")
     parser.add_argument(
-        "--paired", action="store_true", help="results and truths match by file name: adds SSIM and LPIPS"
+        "--paired", action="store_true", help="results and truths match by file name, suffix aside: adds SSIM and LPIPS"
     )
     parser.add_argument("--size", type=cli.parse_size, help="score at HEIGHTxWIDTH (default: the real images' size)")
     parser.add_argument("--hub-dir", type=Path, help="a folder whose checkpoints/ holds the extractors' weights")

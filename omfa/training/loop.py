@@ -3,16 +3,23 @@
     omfa train --data data/synth --out runs/small --config small-cpu
     omfa train --data data/synth --out runs/surface --pose-condition surface --loss-weighting min_snr
     omfa train --data data/synth --out runs/latent --vae models/vae --patch-size 2   # a latent canvas
-    accelerate launch -m omfa train --data ... --config base-gpu     # DDP / FSDP
+    accelerate launch --config_file configs/accelerate/ddp_bf16.yaml -m omfa train --config viton-hd-1024 \
+        --pretrained /models/FLUX.1-dev --vae /models/FLUX.1-dev/vae --data /data/VITON-HD --out runs/viton
+    omfa train --config viton-hd-512 --pretrained ... --vae ... --data ... --dry-run   # build, two steps, report
 
 Each step draws one task (try-on, try-off, outfit, multi-view) and a batch of
 samples that support it, noises the target slots only, and regresses their
 x0 (`omfa.training.loss.partial_diffusion_loss`). The model's canvas is the
 dataset's image size, its pose input the configured pose condition
 ("parts" or "surface", `omfa.pose.condition`); both are saved in its config.
-Checkpoints resume exactly: model, EMA, optimiser, LR schedule, step and
-every random generator; the data order is a function of the saved
-generator, so it resumes too.
+The backbone is the from-scratch slot transformer or FluxOMFA on a local
+FLUX.1 (`omfa.training.models`); the data an `omfa synth` folder or a real
+dataset (`omfa.data.real`) at the config's size. Under `accelerate launch`
+each process draws its own batches and DDP averages the gradients; at the
+end the ranks' trained weights are compared (`replica_spread`, logged).
+Checkpoints resume exactly: the trained weights, EMA, optimiser, LR
+schedule, step and every random generator; the data order is a function of
+the saved generator, so it resumes too.
 
 With a VAE (`vae`: a local diffusers autoencoder folder, `omfa.latents`) the
 canvas is in latent units: the training set is encoded once into a latent
@@ -21,7 +28,7 @@ the model's canvas is the latent size and its image and pose inputs have the
 latent channels, and the exported pipeline holds the VAE and a cheap preview
 decoder: the tiny autoencoder `preview_vae` if given, else a linear
 latent-to-RGB map fitted on the cached latents (none when the VAE is itself a
-tiny autoencoder, which is cheap already).
+tiny autoencoder, which is cheap already). FLUX.1 works on its VAE's latents.
 """
 
 from __future__ import annotations
@@ -29,24 +36,37 @@ from __future__ import annotations
 import copy
 import json
 import math
+import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
-from accelerate import Accelerator
+from accelerate import Accelerator, DistributedDataParallelKwargs, DistributedType
 from safetensors.torch import load_file, save_file
 
 from omfa.canvas import TASKS, get_task
 from omfa.data.examples import sample_tasks
 from omfa.denoiser import OMFATransformer
-from omfa.diffusion import alphas_cumprod, make_scheduler
+from omfa.diffusion import alphas_cumprod
 from omfa.latents import is_cheap_decoder, latent_channels, load_vae, vae_digest
 from omfa.pose.condition import DEFAULT_POSE_CONDITION, check_kind
 from omfa.training.batch import collate
 from omfa.training.latents import LatentDataset, fit_preview_map
 from omfa.training.loss import check_sampling, check_weighting, partial_diffusion_loss
+from omfa.training.models import (
+    build_model,
+    check_backbone,
+    checkpoint_state,
+    export_pipeline,
+    load_checkpoint_state,
+    parameter_counts,
+    trainable_parameters,
+    uses_ema,
+)
+
+DATASETS: tuple[str, ...] = ("synth", "viton-hd", "dresscode", "deepfashion")  # `synth`: an `omfa synth` folder
 
 
 @dataclass(frozen=True)
@@ -86,6 +106,13 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 50
     save_every: int = 100
+    backbone: str = "omfa"  # "omfa": the from-scratch preset; "flux": FluxOMFA on `pretrained` (omfa.training.models)
+    pretrained: str | None = None  # a local FLUX.1 folder (pipeline or transformer/), for backbone "flux"
+    lora_rank: int = 16  # backbone "flux": LoRA rank, 0 = full fine-tune
+    gradient_checkpointing: bool = False  # backbone "flux": recompute each block in backward
+    dataset: str = "synth"  # what --data holds: an `omfa synth` folder or a real dataset (omfa.data.real)
+    size_hw: tuple[int, int] | None = None  # real datasets: the canvas images are fitted to (height, width)
+    estimate_pose: bool = False  # real datasets: pose maps from the pose estimator (else blank maps)
 
     def __post_init__(self) -> None:
         check_kind(self.pose_condition)
@@ -93,8 +120,34 @@ class TrainConfig:
             raise ValueError("preview_vae decodes latents; it needs a vae (pass --vae DIR as well)")
         check_weighting(self.loss_weighting)
         check_sampling(self.timestep_sampling)
+        check_backbone(self.backbone)
         for task in (*self.tasks, *self.task_weights):
             get_task(task)
+        if self.dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {self.dataset!r}; choose one of {', '.join(DATASETS)}")
+        if self.lora_rank < 0:
+            raise ValueError(f"lora_rank is {self.lora_rank}; use a rank >= 1, or 0 for a full fine-tune")
+
+
+def _real_data_config(dataset: str, size_hw: tuple[int, int]) -> TrainConfig:
+    """LoRA on FLUX.1 for a real dataset at `size_hw`: bf16, gradient checkpointing, per-GPU batch 4 / 2;
+    multi-view data (DeepFashion-MultiModal) with the pose estimator's maps of the target photos."""
+    small = size_hw[0] <= 512
+    return TrainConfig(
+        backbone="flux",
+        dataset=dataset,
+        size_hw=size_hw,
+        estimate_pose=dataset == "deepfashion",
+        lora_rank=16,
+        gradient_checkpointing=True,
+        steps=20000,
+        batch_size=4 if small else 2,
+        lr=1e-4,  # diffusers' FLUX LoRA examples
+        warmup=200,
+        save_every=1000,
+        log_every=10,
+        mixed_precision="bf16",
+    )
 
 
 CONFIGS: dict[str, TrainConfig] = {
@@ -105,6 +158,12 @@ CONFIGS: dict[str, TrainConfig] = {
     "base-gpu": TrainConfig(
         preset="base", steps=200000, batch_size=64, lr=2e-4, warmup=2000, ema_decay=0.9999, save_every=5000
     ),
+    # the real datasets at the field's two sizes, e.g. "viton-hd-512" (512x384) and "viton-hd-1024" (1024x768)
+    **{
+        f"{dataset}-{size_hw[0]}": _real_data_config(dataset, size_hw)
+        for dataset in DATASETS[1:]
+        for size_hw in ((512, 384), (1024, 768))
+    },
 }
 
 
@@ -156,23 +215,6 @@ def dataset_size_hw(dataset) -> tuple[int, int]:
     return int(height), int(width)
 
 
-def build_model(cfg: TrainConfig, size_hw: tuple[int, int], channels: int = 3) -> OMFATransformer:
-    """A fresh model of the config's preset for a canvas of `size_hw` (the training data's image size,
-    or its latent size) with `channels` per slot and pose map (3: RGB; a VAE's latent channels)."""
-    extra = {} if cfg.refiner else {"refiner_channels": 0}
-    if cfg.patch_size is not None:
-        extra["patch_size"] = cfg.patch_size
-    if channels != 3:
-        extra |= {"in_channels": channels, "pose_channels": channels}
-    return OMFATransformer.from_preset(
-        cfg.preset,
-        sample_size=tuple(size_hw),
-        pose_condition=cfg.pose_condition,
-        local_condition_attention=cfg.local_condition_attention,
-        **extra,
-    )
-
-
 def load_init_weights(model: OMFATransformer, path: Path) -> None:
     """Load weights for a warm start; a pixel refiner the file lacks starts fresh.
 
@@ -195,21 +237,6 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
     torch._foreach_lerp_(list(ema.parameters()), [p.detach().float() for p in model.parameters()], 1 - decay)
 
 
-def export_pipeline(
-    ema: OMFATransformer,
-    out: Path,
-    dtype: torch.dtype = torch.float16,
-    vae: torch.nn.Module | None = None,
-    preview_decoder: torch.nn.Module | None = None,
-) -> None:
-    """Save the EMA weights as a loadable pipeline folder (safetensors, fp16 halves the file), with the
-    VAE and preview decoder of a latent model (kept in their own dtype: a KL decoder can overflow fp16)."""
-    from omfa.pipeline import OMFAPipeline
-
-    model = torch.nn.Module.to(copy.deepcopy(ema), dtype)  # plain cast: no fp32-module bookkeeping needed
-    OMFAPipeline(model, make_scheduler("ddim"), vae=vae, preview_decoder=preview_decoder).save_pretrained(out)
-
-
 def _rng_state(rng: np.random.Generator, gen: torch.Generator) -> dict:
     return {
         "numpy": rng.bit_generator.state,
@@ -219,19 +246,32 @@ def _rng_state(rng: np.random.Generator, gen: torch.Generator) -> dict:
 
 
 def save_checkpoint(
-    path: Path, step: int, model, ema, opt, sched, rng, gen, cfg: TrainConfig, vae_id: str | None = None
+    path: Path,
+    step: int,
+    model,
+    ema,
+    opt,
+    sched,
+    rng,
+    gen,
+    cfg: TrainConfig,
+    size_hw: tuple[int, int],
+    vae_id: str | None = None,
 ) -> None:
+    """The trained weights (`checkpoint_state`), the EMA if kept, optimiser, schedule, step and generators;
+    `size_hw` is the canvas (latents with a VAE), `vae_id` the latent space (`omfa.latents.vae_digest`)."""
     path.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.mkdir(parents=True, exist_ok=True)
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, tmp / "model.safetensors")
-    save_file({k: v.contiguous() for k, v in ema.state_dict().items()}, tmp / "ema.safetensors")
+    save_file(checkpoint_state(model), tmp / "model.safetensors")
+    if ema is not None:
+        save_file({k: v.contiguous() for k, v in ema.state_dict().items()}, tmp / "ema.safetensors")
     torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, tmp / "optimizer.pt")
     state = {
         "step": step,
         "rng": _rng_state(rng, gen),
         "config": asdict(cfg),
-        "size_hw": list(model.config.sample_size),
+        "size_hw": list(size_hw),
         "vae": vae_id,  # the latent space the model learned (omfa.latents.vae_digest); None: pixels
     }
     (tmp / "state.json").write_text(json.dumps(state))
@@ -275,11 +315,18 @@ def check_resumable(path: Path, cfg: TrainConfig, size_hw: tuple[int, int], vae_
             f"{path} was trained with pose condition {saved_pose!r}, not {cfg.pose_condition!r}; "
             f"resume with --pose-condition {saved_pose}, or train into a new --out folder"
         )
+    saved_backbone = meta.get("config", {}).get("backbone", "omfa")
+    if saved_backbone != cfg.backbone:
+        raise ValueError(
+            f"{path} trained backbone {saved_backbone!r}, not {cfg.backbone!r}; "
+            f"resume with --backbone {saved_backbone}, or train into a new --out folder"
+        )
 
 
 def load_checkpoint(path: Path, model, ema, opt, sched, rng, gen) -> int:
-    model.load_state_dict(load_file(path / "model.safetensors"))
-    ema.load_state_dict(load_file(path / "ema.safetensors"))
+    load_checkpoint_state(model, path / "model.safetensors")
+    if ema is not None:
+        ema.load_state_dict(load_file(path / "ema.safetensors"))
     if (path / "optimizer.pt").exists():  # weights-only restarts (a fresh optimiser) are allowed
         state = torch.load(path / "optimizer.pt", weights_only=True)
         opt.load_state_dict(state["optimizer"])
@@ -289,6 +336,46 @@ def load_checkpoint(path: Path, model, ema, opt, sched, rng, gen) -> int:
     gen.set_state(torch.tensor(meta["rng"]["torch"], dtype=torch.uint8))
     torch.set_rng_state(torch.tensor(meta["rng"]["torch_global"], dtype=torch.uint8))
     return int(meta["step"])
+
+
+@torch.no_grad()
+def replica_spread(accelerator: Accelerator, model: torch.nn.Module) -> float | None:
+    """Largest difference between the ranks' fingerprints of the trained weights: 0.0 when identical.
+
+    A fingerprint is three sums per trained tensor (of the values, their squares and the values
+    weighted by position), so comparing a 12B model costs no gather of its weights. None on one
+    process and under FSDP, where each rank holds a shard.
+    """
+    if accelerator.num_processes == 1 or accelerator.distributed_type == DistributedType.FSDP:
+        return None
+    sums = []
+    for p in accelerator.unwrap_model(model).parameters():
+        if p.requires_grad:
+            x = p.detach().double().flatten()
+            sums.append(torch.stack([x.sum(), x.square().sum(), (x * torch.arange(x.numel(), device=x.device)).sum()]))
+    every = accelerator.gather(torch.cat(sums)[None])  # (ranks, 3 * tensors)
+    return float((every - every[0]).abs().max())
+
+
+def _describe(cfg: TrainConfig, model, accelerator: Accelerator, dataset, step: int, tasks) -> str:
+    """What the run built: the startup line (and the whole report of a dry run)."""
+    trainable, total = parameter_counts(model)
+    canvas = "x".join(str(v) for v in model.config.sample_size)
+    canvas += f" latents of {cfg.vae}" if cfg.vae is not None else " px"
+    source = f", base {cfg.pretrained}" if cfg.backbone == "flux" else ""
+    images = f" at {cfg.size_hw[0]}x{cfg.size_hw[1]} px" if cfg.size_hw is not None else ""
+    how = f"LoRA rank {cfg.lora_rank}" if cfg.backbone == "flux" and cfg.lora_rank else "all weights"
+    return (
+        f"training {type(model).__name__} ({cfg.backbone} backbone{source}) from step {step} to {cfg.steps}: "
+        f"{trainable / 1e6:.2f}M of {total / 1e6:.2f}M parameters train ({how}"
+        f"{', gradient checkpointing' if cfg.gradient_checkpointing else ''}); "
+        f"data {cfg.dataset}{images}, {len(dataset)} samples, canvas {canvas} per slot "
+        f"({model.config.in_channels} channels); "
+        f"device {accelerator.device}, mixed precision {accelerator.mixed_precision}, "
+        f"world size {accelerator.num_processes} ({accelerator.distributed_type.value}); "
+        f"batch {cfg.batch_size} per process, pose {cfg.pose_condition}, {cfg.loss_weighting} loss, "
+        f"{cfg.timestep_sampling} timesteps, tasks {tasks}"
+    )
 
 
 def train(
@@ -301,15 +388,29 @@ def train(
     init_weights: Path | None = None,
     log=print,
 ) -> dict:
-    """Train (resuming from `out/checkpoint` if present); returns the step reached and the loss log.
+    """Train (resuming from `out/checkpoint` if present); returns the step reached, the loss log and the
+    ranks' `replica_spread`.
 
     `max_minutes` / `stop_after` (steps in this call) end the run early after
     saving, as an interruption would; the next call resumes from there.
     """
-    accelerator = Accelerator(mixed_precision=cfg.mixed_precision, cpu=not torch.cuda.is_available())
+    # find_unused_parameters: a task without a pose (try-off) leaves the pose embedder without a
+    # gradient, and DDP must know that step's unused weights (each rank may draw another task)
+    accelerator = Accelerator(
+        mixed_precision=cfg.mixed_precision,
+        cpu=not torch.cuda.is_available(),
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+    )
+    if accelerator.distributed_type == DistributedType.FSDP:
+        # the EMA update and the checkpoint export below read whole weights on the main process;
+        # FSDP leaves each rank a shard, so they need its gathered state dict first (not written yet)
+        raise ValueError(
+            "this training loop does not save FSDP-sharded weights yet; launch with "
+            "configs/accelerate/ddp_bf16.yaml (a LoRA of FLUX.1 fits one 80 GB GPU per process)"
+        )
     rng = np.random.default_rng([cfg.seed, accelerator.process_index])
     gen = torch.Generator(accelerator.device).manual_seed(cfg.seed * 1000 + accelerator.process_index)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
     out.mkdir(parents=True, exist_ok=True)
     vae, preview_decoder, vae_id = None, None, None
     if cfg.vae is not None:  # a latent canvas: encode the training set once (the main process writes the cache)
@@ -329,10 +430,13 @@ def train(
     size_hw = dataset_size_hw(dataset)
     model = build_model(cfg, size_hw, 3 if vae is None else latent_channels(vae))
     if init_weights is not None:  # warm start from a weights file, with a fresh optimiser
+        if cfg.backbone != "omfa":
+            raise ValueError("--init-weights warm-starts the from-scratch model; FLUX starts from --pretrained")
         load_init_weights(model, init_weights)
-    ema = copy.deepcopy(model).requires_grad_(False)
+    params = trainable_parameters(cfg, model)
+    ema = copy.deepcopy(model).requires_grad_(False) if uses_ema(cfg) else None
     # fused AdamW: the per-tensor default on CPU spent ~14% of a training step in Python
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99), fused=True)
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99), fused=True)
     warm = lambda s: min(1.0, (s + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps))  # noqa: E731
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(warm(s), 0.05))
     ckpt = out / "checkpoint"
@@ -341,16 +445,12 @@ def train(
         check_resumable(ckpt, cfg, size_hw, vae_id)
         step = load_checkpoint(ckpt, model, ema, opt, sched, rng, gen)
     model, opt = accelerator.prepare(model, opt)
-    ema.to(accelerator.device)
+    if ema is not None:
+        ema.to(accelerator.device)
     sampler = TaskSampler(dataset, cfg.tasks, cfg.task_weights)
     abar = alphas_cumprod().to(accelerator.device)
-    log(
-        f"training {cfg.preset} from step {step} to {cfg.steps} on {accelerator.device} "
-        f"({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, {size_hw[0]}x{size_hw[1]} "
-        f"{'px' if vae is None else 'latents'}, "
-        f"pose {cfg.pose_condition}, {cfg.loss_weighting} loss, {cfg.timestep_sampling} timesteps, "
-        f"tasks {sampler.tasks})"
-    )
+    if accelerator.is_main_process:
+        log(_describe(cfg, accelerator.unwrap_model(model), accelerator, dataset, step, sampler.tasks))
     running: dict[str, list[float]] = {t: [] for t in sampler.tasks}
     start, history, first_step = time.time(), [], step
     while step < cfg.steps:
@@ -373,13 +473,14 @@ def train(
             )
         # 3. the update, then the EMA
         accelerator.backward(loss)
-        accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        accelerator.clip_grad_norm_(params, cfg.grad_clip)
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
-        # EMA warm-up (decay (1+s)/(10+s) until it reaches ema_decay): a short run's EMA is not
-        # stuck near the random initialisation
-        ema_update(ema, accelerator.unwrap_model(model), min(cfg.ema_decay, (1 + step) / (10 + step)))
+        if ema is not None:
+            # EMA warm-up (decay (1+s)/(10+s) until it reaches ema_decay): a short run's EMA is not
+            # stuck near the random initialisation
+            ema_update(ema, accelerator.unwrap_model(model), min(cfg.ema_decay, (1 + step) / (10 + step)))
         step += 1
         running.setdefault(task, []).append(loss.item())
         if step % cfg.log_every == 0 and accelerator.is_main_process:
@@ -393,9 +494,40 @@ def train(
             stop_after is not None and step - first_step >= stop_after
         )
         if accelerator.is_main_process and (step % cfg.save_every == 0 or step == cfg.steps or timed_out):
-            save_checkpoint(ckpt, step, accelerator.unwrap_model(model), ema, opt, sched, rng, gen, cfg, vae_id)
-            export_pipeline(ema, out / "pipeline", vae=vae, preview_decoder=preview_decoder)
+            live = accelerator.unwrap_model(model)
+            save_checkpoint(ckpt, step, live, ema, opt, sched, rng, gen, cfg, size_hw, vae_id)
+            export_pipeline(ema if ema is not None else live, out / "pipeline", vae, preview_decoder)
         if timed_out:
             break
     accelerator.wait_for_everyone()
-    return {"step": step, "history": history}
+    spread = replica_spread(accelerator, model)
+    if spread is not None and accelerator.is_main_process:
+        record = {"step": step, "world_size": accelerator.num_processes, "replica_spread": spread}
+        log(json.dumps(record))
+        with open(out / "log.jsonl", "a") as f:
+            f.write(json.dumps(record) + "\n")
+    return {"step": step, "history": history, "replica_spread": spread}
+
+
+def dry_run(cfg: TrainConfig, dataset, *, log=print) -> dict:
+    """Build everything from `cfg`, train exactly two steps into a temporary folder, and load the exported
+    pipeline back; nothing is kept. Returns `train`'s result with `exported`: the loaded transformer's class.
+
+    The steps draw from the dataset's first samples only, so a dry run on a whole real dataset does
+    not encode all of it into latents first.
+    """
+    from omfa.pipeline import OMFAPipeline
+
+    short = replace(cfg, steps=2, warmup=1, log_every=1, save_every=2)
+    first = [dataset[i] for i in range(min(len(dataset), max(16, 2 * cfg.batch_size)))]
+    log(f"dry run: {len(dataset)} samples in {cfg.dataset}; two steps on the first {len(first)}")
+    with tempfile.TemporaryDirectory(prefix="omfa-dry-run-") as tmp:
+        result = train(short, first, Path(tmp), log=log)
+        pipeline = Path(tmp) / "pipeline"
+        if (pipeline / "model_index.json").is_file():  # the main process exported it
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+            loaded = OMFAPipeline.load(pipeline, device=device)
+            result["exported"] = type(loaded.transformer).__name__
+            h, w = loaded.canvas_hw
+            log(f"dry run: {result['step']} steps; the exported pipeline loads ({result['exported']}, {h}x{w} px)")
+    return result

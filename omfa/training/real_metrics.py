@@ -207,9 +207,16 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
 
 
 def _images_in(folder: Path) -> dict[str, Path]:
+    """The folder's images by name without suffix: results saved as PNG pair with a dataset's JPEG truths."""
     if not folder.is_dir():
         raise ValueError(f"{folder} is not a folder of images")
-    files = {p.name: p for p in sorted(folder.iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+    files: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        if path.stem in files:
+            raise ValueError(f"{files[path.stem].name} and {path.name} in {folder} share the name {path.stem!r}")
+        files[path.stem] = path
     if not files:
         raise ValueError(f"{folder} holds no {'/'.join(IMAGE_SUFFIXES)} images")
     return files
@@ -243,7 +250,8 @@ def score_folders(
 ) -> tuple[dict[str, float], dict[str, str]]:
     """Score a folder of results against a folder of real test images -> (metrics, skipped).
 
-    Paired: results and truths match by file name. Every image is scored at
+    Paired: results and truths match by file name without its suffix (`00891_00.png` with the
+    dataset's `00891_00.jpg`). Every image is scored at
     `size_hw` (default: the first real image's size).
     """
     gen_files, real_files = _images_in(Path(generated)), _images_in(Path(real))
