@@ -38,7 +38,7 @@ from omfa.acceleration import ForwardCompiler, resolve_dtype
 from omfa.cache import ConditionCache, tensor_digest
 from omfa.canvas import SLOT_INDEX, SLOTS, TASKS, Task, get_task, image_to_tensor, tensor_to_image
 from omfa.denoiser import ConditionKV, OMFATransformer
-from omfa.diffusion import SCHEDULERS, make_scheduler, sample
+from omfa.diffusion import NUM_TRAIN_TIMESTEPS, SCHEDULERS, alphas_cumprod, make_scheduler, sample
 from omfa.latents import decode, decode_preview, encode, is_cheap_decoder, vae_factor
 
 ImageInput = PIL.Image.Image | np.ndarray | torch.Tensor
@@ -591,6 +591,40 @@ class OMFAPipeline(DiffusionPipeline):
             raise ValueError("multiview seeds each view itself; pass seed=... instead of generator=...")
         stages = multiview_stages(reference, poses, upper=upper, lower=lower, seed=seed)
         yield from self.stream_stages(stages, view_batch=view_batch, **kwargs)
+
+    @torch.no_grad()
+    def denoise_once(
+        self,
+        task: str,
+        truth: ImageInput,
+        t: float,
+        *,
+        generator: torch.Generator,
+        reference: ImageInput | None = None,
+        upper: ImageInput | None = None,
+        lower: ImageInput | None = None,
+        pose: ImageInput | None = None,
+    ) -> torch.Tensor:
+        """A diagnostic, not a sampler: the denoiser's x0 estimate (3, H, W) in [-1, 1] for the one target
+        slot of `task`, from its ground truth `truth` noised to time `t` in [0, 1] by the training schedule's
+        forward process (x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps), conditions clean, no guidance.
+        How much of the truth comes back at each noise level shows where sampling loses it."""
+        spec = get_task(task)
+        target_slots, cond_slots = spec.slot_indices()
+        if len(target_slots) != 1:
+            raise ValueError(f"denoise_once scores one target slot; task {task} has {len(target_slots)}")
+        if not 0.0 <= t <= 1.0:
+            raise ValueError(f"t must be in [0, 1], got {t!r}")
+        conds, pose_t = self._gather(spec, {"reference": reference, "upper": upper, "lower": lower}, [pose])
+        x0 = self._encode(self._to_tensor(truth, "truth")).float()
+        index = min(int(t * NUM_TRAIN_TIMESTEPS), NUM_TRAIN_TIMESTEPS - 1)
+        abar = alphas_cumprod()[index].item()
+        noise = torch.randn(x0.shape, generator=generator, device=generator.device).to(x0.device)
+        x_t = (abar**0.5 * x0 + (1 - abar) ** 0.5 * noise)[:, None].to(self.transformer.dtype)
+        cond_x = torch.cat([conds[s][:, None] for s in spec.conditions], dim=1) if spec.conditions else None
+        timestep = torch.tensor([index / NUM_TRAIN_TIMESTEPS], device=self.device)
+        pred = self.transformer(x_t, target_slots, timestep, cond_x, cond_slots, pose_t)
+        return decode(self.vae, pred[:, 0].float())[0] if self.vae is not None else pred[0, 0].float()
 
     def multiview(self, reference: ImageInput, poses: Sequence[ImageInput], **kwargs: Any) -> list[OMFAOutput]:
         """Final images of every view, in pose order (`stream_multiview`'s options)."""

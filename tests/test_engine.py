@@ -12,7 +12,7 @@ from omfa.cache import ConditionCache
 from omfa.canvas import SLOT_INDEX, TASKS, Role
 from omfa.data.examples import example_from_sample, sample_tasks
 from omfa.denoiser import Block, ConditionKV
-from omfa.diffusion import SCHEDULERS, make_scheduler
+from omfa.diffusion import SCHEDULERS, alphas_cumprod, make_scheduler
 from omfa.pipeline import OMFAPipeline
 
 
@@ -353,3 +353,49 @@ def test_training_examples_fill_the_slots_each_task_needs():
 
     assert torch.equal(ex["images"][SLOT_INDEX["upper"]], image_to_tensor(sample["upper_b"]))
     assert torch.equal(ex["images"][SLOT_INDEX["person"]], image_to_tensor(sample["person"]))
+
+
+def test_denoise_once_noises_the_truth_by_the_forward_process(monkeypatch, images):
+    pipe = tiny_pipe(5)
+    seen = {}
+
+    def spy(targets, target_slots, t, conditions, condition_slots, pose):
+        seen.update(targets=targets, slots=target_slots, t=t, conditions=conditions, cslots=condition_slots, pose=pose)
+        return targets  # "x0 = x_t": the output shows the noised input
+
+    monkeypatch.setattr(pipe.transformer, "forward", spy)
+    out = pipe.denoise_once("try_on_upper", images["lower"], 0.5, generator=torch.Generator().manual_seed(3), **images)
+    truth = torch.from_numpy(images["lower"]).permute(2, 0, 1).float() / 127.5 - 1
+    abar = alphas_cumprod()[500]
+    noise = torch.randn((1, 3, *HW), generator=torch.Generator().manual_seed(3))[0]
+    assert torch.allclose(out, abar.sqrt() * truth + (1 - abar).sqrt() * noise, atol=1e-5)
+    assert seen["slots"] == [SLOT_INDEX["person"]] and torch.equal(seen["t"], torch.tensor([0.5]))
+    ref = torch.from_numpy(images["reference"]).permute(2, 0, 1).float() / 127.5 - 1
+    assert torch.allclose(seen["conditions"][0, 0], ref)  # conditions clean
+    with pytest.raises(ValueError, match="scores one target slot; task try_off_outfit has 2"):
+        pipe.denoise_once("try_off_outfit", images["upper"], 0.5, generator=torch.Generator(), **images)
+    with pytest.raises(ValueError, match=r"t must be in \[0, 1\], got 1.5"):
+        pipe.denoise_once("try_on_upper", images["lower"], 1.5, generator=torch.Generator(), **images)
+
+
+def test_the_shipped_model_denoises_a_little_noise_and_forgets_the_truth_at_t_1():
+    from PIL import Image
+
+    from omfa.studio.context import EXAMPLES_DIR
+
+    pipe = OMFAPipeline.load(EXAMPLES_DIR.parent / "omfa-tiny", device="cpu", precision="fp32")
+    # the examples are 3x enlargements of canvas-size renders
+    dressed, top, bottom = (
+        np.asarray(Image.open(EXAMPLES_DIR / f"{name}.png").convert("RGB").resize((96, 128), Image.BOX))
+        for name in ("dressed", "top", "bottom")
+    )
+
+    def once(truth, t):
+        x0 = pipe.denoise_once("try_off_upper", truth, t, generator=torch.Generator().manual_seed(0), reference=dressed)
+        return ((x0.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+
+    from omfa.training.metrics import psnr
+
+    assert psnr(once(top, 0.0), top) > 30  # almost no noise: the truth comes back
+    # at t = 1 (abar = 2e-9) x_t is noise: the estimate comes from the conditions alone, whatever the truth
+    assert np.abs(once(top, 1.0).astype(int) - once(bottom, 1.0)).max() <= 1

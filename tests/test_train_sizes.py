@@ -146,6 +146,9 @@ def test_train_flags_are_checked(small_dataset, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", "--data", str(small_dataset), "--out", str(tmp_path), "--task-weights", "tryoff=2"])
     assert "unknown task 'tryoff'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["eval", "--model", str(tmp_path), "--data", str(small_dataset), "--denoise-at", "0.5,2"])
+    assert "--denoise-at times must lie in [0, 1]; got '0.5,2'" in capsys.readouterr().err
 
 
 def test_evaluation_at_the_data_size(small_dataset, tmp_path):
@@ -179,6 +182,18 @@ def test_evaluation_at_the_data_size(small_dataset, tmp_path):
     assert set(scores) == {"copy-portrait", "recolour", "mean-garment", "surf"}
     assert all({"pattern", "iou"} <= set(s) for s in scores.values())
     assert "pattern" in result["table"]["try_on"]["surf"] and "iou" not in result["table"]["try_on"]["surf"]
+    # one-step estimates at given noise levels instead of sampling: one row per model and time
+    levels = evaluate_models(
+        [f"surf={out / 'pipeline'}"],
+        small_dataset,
+        split="train",
+        families=("try_off",),
+        limit=1,
+        with_baselines=False,
+        denoise_at=(0.05, 1.0),
+    )
+    assert set(levels["table"]["try_off"]) == {"surf@t=0.05", "surf@t=1"}
+    assert all("iou" in row for row in levels["table"]["try_off"].values())
     shipped = Path(__file__).resolve().parent.parent / "assets" / "omfa-tiny"  # a 128x96 model
     with pytest.raises(ValueError, match="works on 128x96 px images but .* has 64x48"):
         evaluate_models([str(shipped)], small_dataset, split="train", with_baselines=False)

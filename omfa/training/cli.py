@@ -151,6 +151,11 @@ def eval_parser() -> argparse.ArgumentParser:
         default=None,
         help="dataset whose train split the mean-garment baseline averages (default: --data)",
     )
+    parser.add_argument(
+        "--denoise-at",
+        metavar="T,T,...",
+        help="instead of sampling, score each model's one-step x0 from the truth noised to each time t in [0, 1]",
+    )
     return parser
 
 
@@ -271,6 +276,17 @@ def run_train(argv: list[str]) -> int:
     return 0
 
 
+def _noise_levels(parser: argparse.ArgumentParser, text: str) -> tuple[float, ...]:
+    """ "0.05,0.3,1" -> (0.05, 0.3, 1.0); anything else is a usage error that says what is allowed."""
+    try:
+        levels = tuple(float(part) for part in _split(text))
+    except ValueError:
+        parser.error(f"--denoise-at takes comma-separated times in [0, 1], e.g. 0.05,0.3,0.9; got {text!r}")
+    if not all(0.0 <= t <= 1.0 for t in levels):
+        parser.error(f"--denoise-at times must lie in [0, 1]; got {text!r}")
+    return levels
+
+
 def run_eval(argv: list[str]) -> int:
     from omfa.data.examples import FAMILIES
     from omfa.training.evaluate import evaluate_models, format_table
@@ -281,6 +297,7 @@ def run_eval(argv: list[str]) -> int:
     for family in families:
         if family not in FAMILIES:
             parser.error(f"unknown task family {family!r}; choose from {', '.join(FAMILIES)}")
+    denoise_at = _noise_levels(parser, args.denoise_at) if args.denoise_at else ()
     result = evaluate_models(
         [str(m) for m in args.model],
         args.data,
@@ -295,6 +312,7 @@ def run_eval(argv: list[str]) -> int:
         sheet=args.sheet,
         sheet_rows=args.sheet_rows,
         train_data=args.train_data,
+        denoise_at=denoise_at,
     )
     print(json.dumps(result) if args.json else format_table(result["table"]))
     return 0

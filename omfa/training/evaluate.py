@@ -15,6 +15,11 @@ Each model gets the pose condition of its own config ("parts" or "surface");
 the recolour baseline always reads the part-colour map, whose colours name
 the body parts. It also reports preview convergence: PSNR of the step-k
 preview against the final image.
+
+`--denoise-at 0.05,0.3,0.9` scores, instead of sampling, each model's one-step x0
+estimate from the ground truth noised to each time t (rows "MODEL@t"): how much of a
+garment's print and silhouette the model recovers at each noise level, which tells
+where sampling loses them.
 """
 
 from __future__ import annotations
@@ -163,6 +168,19 @@ def model_predictor(
     return predict
 
 
+def denoise_predictor(pipe, t: float, seed: int) -> Callable[[Case], np.ndarray]:
+    """A predictor giving the model's one-step x0 estimate from the case's truth noised to time `t`
+    (`OMFAPipeline.denoise_once`); each case draws its noise from a generator seeded with `seed`."""
+    pose_condition = pose_condition_of(pipe.transformer)
+
+    def predict(case: Case) -> np.ndarray:
+        generator = torch.Generator(pipe.device).manual_seed(seed)
+        x0 = pipe.denoise_once(case.task, case.truth, t, generator=generator, **case.model_inputs(pose_condition))
+        return ((x0.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+
+    return predict
+
+
 def evaluate(predictors: dict[str, Callable[[Case], np.ndarray]], cases: list[Case]) -> dict:
     """{family: {method: mean metrics}} over the cases (NaN-safe means)."""
     family_of = {t: f for f, ts in FAMILIES.items() for t in ts}
@@ -247,13 +265,15 @@ def evaluate_models(
     sheet: Path | None = None,
     sheet_rows: int = 8,
     train_data: str | Path | None = None,
+    denoise_at: tuple[float, ...] = (),
 ) -> dict:
     """Score pipelines (`models`: folders, or NAME=FOLDER) and the baselines on a split of a synthetic dataset.
 
     Returns {"table": {family: {method: metrics}}, "preview_psnr_by_step", ...};
     `sheet` also writes a contact sheet of the first model's results. The mean-garment
     baseline averages the train split of `train_data` (default: `data`), so a test-only
-    dataset (a fresh test set) is scored against the models' own training data.
+    dataset (a fresh test set) is scored against the models' own training data. With
+    `denoise_at`, each model is scored by its one-step estimate at each t instead of sampling.
     """
     from omfa.data.shards import ShardDataset
     from omfa.pipeline import OMFAPipeline
@@ -286,6 +306,9 @@ def evaluate_models(
                 f"has {dataset.size_hw[0]}x{dataset.size_hw[1]}; evaluate it on a dataset of its size "
                 "(omfa synth --size HxW)"
             )
+        if denoise_at:
+            predictors |= {f"{name}@t={t:g}": denoise_predictor(pipe, t, seed) for t in denoise_at}
+            continue
         convergence[name] = {}
         predictors[name] = model_predictor(pipe, steps, guidance, seed, convergence[name])
     start = time.time()
