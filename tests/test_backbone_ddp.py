@@ -7,6 +7,7 @@ itself through `accelerate launch` and the shipped two-process config, on real-d
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -68,3 +69,30 @@ def test_accelerate_launch_trains_flux_lora_on_two_processes_with_identical_rank
     assert any("lora_B" in k and v.abs().max() > 0 for k, v in lora.items())  # LoRA B starts at zero: it trained
     pipe = OMFAPipeline.load(tmp_path / "run" / "pipeline", device="cpu")
     assert pipe.canvas_hw == (16, 12)
+
+
+@pytest.mark.slow  # about 30 s for both on two shared cores: run with -m slow
+@pytest.mark.parametrize("backbone", ["omfa", "flux"])
+def test_two_process_fsdp_trains_like_one_process_and_resumes_exactly(tmp_path, backbone):
+    """FSDP2 on two CPU processes: the sharded steps equal the same steps unsharded on both ranks' batches,
+    and a checkpoint of the gathered weights and optimiser state resumes to the very same weights."""
+    from omfa.pipeline import OMFAPipeline
+
+    out = tmp_path / "fsdp.json"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": f"{HERE.parent}{os.pathsep}{HERE}"}
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+    worker = [str(HERE / "fsdp_worker.py"), backbone, str(out), str(tmp_path / "pipeline")]
+    done = subprocess.run([*launch, *worker], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    print(f"FSDP {backbone}: losses {result['losses']}, reference spread {result['reference_spread']}")
+    assert result["ranks"] == 2
+    assert all(math.isfinite(x) for x in result["losses"])
+    assert result["trained"] > 1e-4  # the weights moved
+    assert result["reference_spread"] < 1e-6  # sharded gradients averaged as one process over both batches
+    assert result["resumed_at"] == 3 and result["lr_epoch"] == 5
+    assert result["resume_spread"] == 0.0  # the checkpoint held everything: weights, Adam moments, schedule
+    assert result["resumed_losses"] == result["losses"][3:]
+    if backbone == "omfa":
+        pipe = OMFAPipeline.load(tmp_path / "pipeline", device="cpu")
+        assert pipe.canvas_hw == (16, 16)
