@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -105,9 +106,12 @@ def test_dry_run_of_flux_on_its_vae_latents_the_readme_command(viton_hd, tmp_pat
     built = next(line for line in out if line.startswith("training FluxOMFA"))
     assert f"canvas 16x12 latents of {flux} per slot (4 channels)" in built
     assert out[-1] == "dry run: 2 steps; the exported pipeline loads (FluxOMFA, 32x24 px)"
-    # FLUX.1 without its VAE: the error says what to pass
-    with pytest.raises(ValueError, match=r"works on 4-channel slots, but this canvas has 3 \(pixels\).*pass --vae DIR"):
+    # FLUX.1 without its VAE: a usage error that says what to pass
+    with pytest.raises(SystemExit) as exited:
         main([*args[:-2], "--data", str(viton_hd), "--size", "32x24", "--dry-run"])
+    assert exited.value.code == 2
+    wanted = r"works on 4-channel slots, but this canvas has 3 \(pixels\).*pass --vae DIR"
+    assert re.search(wanted, capsys.readouterr().err)
 
 
 def test_dry_run_of_the_from_scratch_model_on_real_data(viton_hd, capsys):
