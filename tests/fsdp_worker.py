@@ -32,7 +32,7 @@ from omfa.denoiser import OMFATransformer
 from omfa.diffusion import alphas_cumprod
 from omfa.training import sharding
 from omfa.training.batch import Batch
-from omfa.training.loop import TrainConfig, load_checkpoint, load_optimizer, save_checkpoint
+from omfa.training.loop import TrainConfig, load_checkpoint, load_optimizer, rng_state, save_checkpoint
 from omfa.training.loss import partial_diffusion_loss
 from omfa.training.models import export_pipeline
 
@@ -40,14 +40,18 @@ HW = {"omfa": (16, 16), "flux": (16, 12)}  # the tiny preset's 8 px patches; the
 
 
 def batch(rank: int, step: int, hw: tuple[int, int]) -> Batch:
-    g = torch.Generator().manual_seed(100 * rank + step)  # each rank its own data, the same on resume
-    targets, conds = TASKS["try_on_upper"].slot_indices()
+    """Each rank its own data, the same on resume, of one task per step on every rank, as the loop draws them
+    under FSDP (`omfa.training.loop.train`): a try-on, or every third step a try-off, whose missing pose map
+    leaves the pose embedder without a gradient, on every rank alike."""
+    g = torch.Generator().manual_seed(100 * rank + step)
+    task = TASKS["try_off_upper" if step % 3 == 2 else "try_on_upper"]
+    targets, conds = task.slot_indices()
     return Batch(
-        targets=torch.randn(2, 1, 3, *hw, generator=g).clamp(-1, 1),
+        targets=torch.randn(2, len(targets), 3, *hw, generator=g).clamp(-1, 1),
         target_slots=targets,
-        conditions=torch.randn(2, 2, 3, *hw, generator=g).clamp(-1, 1),
+        conditions=torch.randn(2, len(conds), 3, *hw, generator=g).clamp(-1, 1),
         condition_slots=conds,
-        pose=torch.randn(2, 3, *hw, generator=g),
+        pose=torch.randn(2, 3, *hw, generator=g) if task.uses_pose else None,
     )
 
 
@@ -136,7 +140,7 @@ def main(backbone: str, result_path: str, pipeline_dir: str) -> None:
     rng, gen = np.random.default_rng(rank), torch.Generator().manual_seed(rank)
     if rank == 0:
         whole.load_state_dict(weights)
-        save_checkpoint(ckpt, 3, whole, None, optimizer_state, sched, rng, gen, cfg, hw, None, sharded=True)
+        save_checkpoint(ckpt, 3, whole, None, optimizer_state, sched, [rng_state(rng, gen)], cfg, hw, None, True)
         if backbone == "omfa":  # (FluxOMFA exports LoRA over a base folder, which the tiny one has not)
             export_pipeline(whole, Path(pipeline_dir))
     dist.barrier()

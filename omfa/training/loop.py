@@ -17,6 +17,9 @@ FLUX.1 (`omfa.training.models`); the data an `omfa synth` folder or a real
 dataset (`omfa.data.real`) at the config's size. Under `accelerate launch`
 each process draws its own batches and DDP averages the gradients; at the
 end the ranks' trained weights are compared (`replica_spread`, logged).
+Under an FSDP2 config (GPUs only) the weights, gradients and optimiser state
+are sharded, the ranks draw one task per step, there is no EMA, and each save
+gathers the whole state onto the main process (`omfa.training.sharding`).
 Checkpoints resume exactly: the trained weights, EMA, optimiser, LR
 schedule, step and every random generator; the data order is a function of
 the saved generator, so it resumes too.
@@ -46,6 +49,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs, DistributedType
+from accelerate.utils import gather_object
 from safetensors.torch import load_file, save_file
 
 from omfa.canvas import TASKS, get_task
@@ -202,8 +206,11 @@ class TaskSampler:
             return {"meta": json.loads(self.dataset.read_member(i, "meta"))}
         return self.dataset[i]
 
-    def draw(self, rng: np.random.Generator, batch_size: int) -> tuple[str, list[dict]]:
-        task = self.tasks[int(rng.choice(len(self.tasks), p=self.probs))]
+    def draw(
+        self, rng: np.random.Generator, batch_size: int, task_rng: np.random.Generator | None = None
+    ) -> tuple[str, list[dict]]:
+        """A task (drawn from `task_rng` when given, else from `rng`) and `batch_size` samples from `rng`."""
+        task = self.tasks[int((task_rng or rng).choice(len(self.tasks), p=self.probs))]
         idx = rng.choice(self.supports[task], size=batch_size, replace=len(self.supports[task]) < batch_size)
         return task, [self.dataset[int(i)] for i in idx]
 
@@ -240,12 +247,14 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
     torch._foreach_lerp_(list(ema.parameters()), [p.detach().float() for p in model.parameters()], 1 - decay)
 
 
-def _rng_state(rng: np.random.Generator, gen: torch.Generator) -> dict:
-    return {
+def rng_state(rng: np.random.Generator, gen: torch.Generator, task_rng: np.random.Generator | None = None) -> dict:
+    """One process's generators (and the global torch one), as a checkpoint stores them."""
+    state = {
         "numpy": rng.bit_generator.state,
         "torch": gen.get_state().tolist(),
         "torch_global": torch.get_rng_state().tolist(),
     }
+    return state if task_rng is None else state | {"numpy_tasks": task_rng.bit_generator.state}
 
 
 def save_checkpoint(
@@ -255,15 +264,15 @@ def save_checkpoint(
     ema,
     optimizer_state: dict,
     sched,
-    rng,
-    gen,
+    rng_states: list[dict],
     cfg: TrainConfig,
     size_hw: tuple[int, int],
     vae_id: str | None = None,
     sharded: bool = False,
 ) -> None:
     """The trained weights of `model` (`checkpoint_state`), the EMA if kept, the optimiser's state (its own
-    `state_dict`, or under FSDP `omfa.training.sharding.gather_optimizer_state`), schedule, step and generators;
+    `state_dict`, or under FSDP `omfa.training.sharding.gather_optimizer_state`), schedule, step and every
+    process's generators (`rng_states`, by rank: `rng_state`);
     `size_hw` is the canvas (latents with a VAE), `vae_id` the latent space (`omfa.latents.vae_digest`)."""
     path.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -275,7 +284,8 @@ def save_checkpoint(
     torch.save({"optimizer": optimizer_state, "scheduler": sched.state_dict(), "layout": layout}, tmp / "optimizer.pt")
     state = {
         "step": step,
-        "rng": _rng_state(rng, gen),
+        "rng": rng_states[0],  # the main process's (checkpoints before rng_ranks hold only it)
+        "rng_ranks": rng_states,
         "config": asdict(cfg),
         "size_hw": list(size_hw),
         "vae": vae_id,  # the latent space the model learned (omfa.latents.vae_digest); None: pixels
@@ -329,18 +339,28 @@ def check_resumable(path: Path, cfg: TrainConfig, size_hw: tuple[int, int], vae_
         )
 
 
-def load_checkpoint(path: Path, model, ema, rng, gen) -> int:
+def load_checkpoint(
+    path: Path, model, ema, rng, gen, task_rng: np.random.Generator | None = None, rank: int = 0
+) -> int:
     """Load the weights, the EMA (when both the run and the checkpoint keep one) and the generators into the
-    unwrapped model; returns the step. The optimiser follows once the model is prepared (`load_optimizer`)."""
+    unwrapped model; returns the step. The optimiser follows once the model is prepared (`load_optimizer`).
+
+    Process `rank` resumes its own generators, so the ranks keep drawing different batches; a rank the
+    checkpoint did not have (more processes than it was saved from) takes the main process's.
+    """
     load_checkpoint_state(model, path / "model.safetensors")
     if ema is not None:
         # an FSDP checkpoint keeps no EMA: resuming it under DDP starts the EMA at the loaded weights
         ema_file = path / "ema.safetensors"
         ema.load_state_dict(load_file(ema_file) if ema_file.exists() else model.state_dict())
     meta = json.loads((path / "state.json").read_text())
-    rng.bit_generator.state = meta["rng"]["numpy"]
-    gen.set_state(torch.tensor(meta["rng"]["torch"], dtype=torch.uint8))
-    torch.set_rng_state(torch.tensor(meta["rng"]["torch_global"], dtype=torch.uint8))
+    ranks = meta.get("rng_ranks", [meta["rng"]])
+    saved = ranks[rank] if rank < len(ranks) else meta["rng"]
+    rng.bit_generator.state = saved["numpy"]
+    gen.set_state(torch.tensor(saved["torch"], dtype=torch.uint8))
+    torch.set_rng_state(torch.tensor(saved["torch_global"], dtype=torch.uint8))
+    if task_rng is not None and "numpy_tasks" in saved:
+        task_rng.bit_generator.state = saved["numpy_tasks"]
     return int(meta["step"])
 
 
@@ -453,6 +473,10 @@ def train(
         sharded = sharding.is_sharded(accelerator)
         sharding.check_fsdp_version(accelerator)
         rng = np.random.default_rng([cfg.seed, accelerator.process_index])
+        # FSDP reduces each unit's gradients over the ranks, which must agree on which weights have one; a
+        # task without a pose leaves the pose embedder none, so under FSDP every rank draws the same task
+        # (from one stream, seeded alike), each its own samples. DDP finds each rank's unused weights itself.
+        task_rng = np.random.default_rng(cfg.seed) if sharded else None
         gen = torch.Generator(accelerator.device).manual_seed(cfg.seed * 1000 + accelerator.process_index)
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         out.mkdir(parents=True, exist_ok=True)
@@ -491,7 +515,7 @@ def train(
         step = 0
         if (ckpt / "state.json").exists():
             check_resumable(ckpt, cfg, size_hw, vae_id)
-            step = load_checkpoint(ckpt, model, ema, rng, gen)
+            step = load_checkpoint(ckpt, model, ema, rng, gen, task_rng, accelerator.process_index)
         sampler = TaskSampler(dataset, cfg.tasks, cfg.task_weights)
         if accelerator.is_main_process:  # the parameters counted before FSDP shards them
             log(_describe(cfg, model, accelerator, dataset, step, sampler.tasks))
@@ -511,11 +535,12 @@ def train(
         abar = alphas_cumprod().to(accelerator.device)
 
     def save(step: int) -> None:
-        """The checkpoint and the exported pipeline, written by the main process; under FSDP every process
-        first takes part in gathering the whole weights and optimiser state onto it."""
+        """The checkpoint and the exported pipeline, written by the main process; every process first takes
+        part in gathering its generators (and under FSDP the whole weights and optimiser state) onto it."""
         if sharded:
             weights = sharding.gather_model_state(model)
             optimizer_state = sharding.gather_optimizer_state(model, opt)
+        rng_states = gather_object([rng_state(rng, gen, task_rng)])  # every rank's, by rank
         if not accelerator.is_main_process:
             return
         if sharded:
@@ -523,7 +548,7 @@ def train(
             live = whole
         else:
             live, optimizer_state = accelerator.unwrap_model(model), opt.state_dict()
-        save_checkpoint(ckpt, step, live, ema, optimizer_state, sched, rng, gen, cfg, size_hw, vae_id, sharded)
+        save_checkpoint(ckpt, step, live, ema, optimizer_state, sched, rng_states, cfg, size_hw, vae_id, sharded)
         export_pipeline(ema if ema is not None else live, out / "pipeline", vae, preview_decoder)
 
     running: dict[str, list[float]] = {t: [] for t in sampler.tasks}
@@ -532,7 +557,7 @@ def train(
         if step % 250 == 0 and step > first_step:
             sampler.refresh()
         # 1. a task and a batch of samples that support it
-        task, samples = sampler.draw(rng, cfg.batch_size)
+        task, samples = sampler.draw(rng, cfg.batch_size, task_rng)
         batch = collate(task, samples, rng, cfg.pose_condition).to(accelerator.device)
         # 2. partial diffusion: noise the targets, keep the conditions clean
         with accelerator.autocast():
