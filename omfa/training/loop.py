@@ -509,8 +509,9 @@ def train(
         if uses_ema(cfg) and sharded and accelerator.is_main_process:
             log("FSDP: no EMA (it would gather the whole model every step); the export holds the live weights")
         # the main process's whole copy that the gathered weights load into for saving and export (FSDP
-        # leaves the trained model sharded); it stays on the CPU
-        whole = copy.deepcopy(model).requires_grad_(False) if sharded and accelerator.is_main_process else None
+        # leaves the trained model sharded); it stays on the CPU and keeps the trained weights' requires_grad,
+        # which tells `checkpoint_state` what a FLUX checkpoint holds
+        whole = copy.deepcopy(model) if sharded and accelerator.is_main_process else None
         ckpt = out / "checkpoint"
         step = 0
         if (ckpt / "state.json").exists():
