@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+from safetensors.torch import load_file
 from test_backbone_flux import tiny_model
 from torch import nn
 from torch.distributed.fsdp import fully_shard
@@ -129,17 +130,17 @@ def main(backbone: str, result_path: str, pipeline_dir: str) -> None:
     abar, ckpt, hw = alphas_cumprod(), Path(pipeline_dir).parent / "checkpoint", HW[backbone]
 
     model = tiny(backbone, seed=0)
-    whole = copy.deepcopy(model)  # the loop's unsharded copy on the main process, for saving and export
+    whole = sharding.whole_copy(model, rank == 0)  # the loop's, for saving and export
     unsharded = copy.deepcopy(model)
     shard(model)
     start = gathered(model)
     opt = adamw(model)
     sched = lambda_lr(opt)
     losses = train(model, opt, sched, 0, 3, rank, abar)
-    weights, optimizer_state = sharding.gather_model_state(model), sharding.gather_optimizer_state(model, opt)
+    saved = sharding.gather(model, opt, whole)  # what the loop's save does under FSDP
     rng, gen = np.random.default_rng(rank), torch.Generator().manual_seed(rank)
     if rank == 0:
-        whole.load_state_dict(weights)
+        whole, optimizer_state = saved
         save_checkpoint(ckpt, 3, whole, None, optimizer_state, sched, [rng_state(rng, gen)], cfg, hw, None, True)
         if backbone == "omfa":  # (FluxOMFA exports LoRA over a base folder, which the tiny one has not)
             export_pipeline(whole, Path(pipeline_dir))
@@ -167,6 +168,7 @@ def main(backbone: str, result_path: str, pipeline_dir: str) -> None:
             "trained": float((end - start).abs().max()),
             "resume_spread": float((end - resumed_end).abs().max()),
             "lr_epoch": fresh_sched.last_epoch,
+            "checkpoint_keys": sorted(load_file(ckpt / "model.safetensors")),
         }
         Path(result_path).write_text(json.dumps(result))
     dist.destroy_process_group()

@@ -95,6 +95,9 @@ def test_two_process_fsdp_trains_like_one_process_and_resumes_exactly(tmp_path, 
     assert result["resumed_at"] == 3 and result["lr_epoch"] == 5
     assert result["resume_spread"] == 0.0  # the checkpoint held everything: weights, Adam moments, schedule
     assert result["resumed_losses"] == result["losses"][3:]
+    # the gathered checkpoint holds what trains: everything, or the LoRA and adapter over the FLUX base
+    assert any("lora_B" in k for k in result["checkpoint_keys"]) == (backbone == "flux")
+    assert any(k.startswith("blocks.") for k in result["checkpoint_keys"]) == (backbone == "omfa")
     if backbone == "omfa":
         pipe = OMFAPipeline.load(tmp_path / "pipeline", device="cpu")
         assert pipe.canvas_hw == (16, 16)

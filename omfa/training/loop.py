@@ -508,10 +508,7 @@ def train(
         ema = copy.deepcopy(model).requires_grad_(False) if uses_ema(cfg) and not sharded else None
         if uses_ema(cfg) and sharded and accelerator.is_main_process:
             log("FSDP: no EMA (it would gather the whole model every step); the export holds the live weights")
-        # the main process's whole copy that the gathered weights load into for saving and export (FSDP
-        # leaves the trained model sharded); it stays on the CPU and keeps the trained weights' requires_grad,
-        # which tells `checkpoint_state` what a FLUX checkpoint holds
-        whole = copy.deepcopy(model) if sharded and accelerator.is_main_process else None
+        whole = sharding.whole_copy(model, accelerator.is_main_process) if sharded else None
         ckpt = out / "checkpoint"
         step = 0
         if (ckpt / "state.json").exists():
@@ -538,17 +535,11 @@ def train(
     def save(step: int) -> None:
         """The checkpoint and the exported pipeline, written by the main process; every process first takes
         part in gathering its generators (and under FSDP the whole weights and optimiser state) onto it."""
-        if sharded:
-            weights = sharding.gather_model_state(model)
-            optimizer_state = sharding.gather_optimizer_state(model, opt)
+        gathered = sharding.gather(model, opt, whole) if sharded else None
         rng_states = gather_object([rng_state(rng, gen, task_rng)])  # every rank's, by rank
         if not accelerator.is_main_process:
             return
-        if sharded:
-            whole.load_state_dict(weights)
-            live = whole
-        else:
-            live, optimizer_state = accelerator.unwrap_model(model), opt.state_dict()
+        live, optimizer_state = gathered or (accelerator.unwrap_model(model), opt.state_dict())
         save_checkpoint(ckpt, step, live, ema, optimizer_state, sched, rng_states, cfg, size_hw, vae_id, sharded)
         export_pipeline(ema if ema is not None else live, out / "pipeline", vae, preview_decoder)
 

@@ -14,6 +14,7 @@ and 96 GB of Adam moments); the GPUs hold shards throughout.
 
 from __future__ import annotations
 
+import copy
 import os
 
 import torch
@@ -69,6 +70,23 @@ def check_fsdp_version(accelerator: Accelerator) -> None:
             "this training loop shards with FSDP2: set fsdp_version: 2 and fsdp_transformer_layer_cls_to_wrap: "
             "Linear in the accelerate config (as configs/accelerate/fsdp_bf16.yaml does)"
         )
+
+
+def whole_copy(model: nn.Module, is_main: bool) -> nn.Module | None:
+    """The main process's copy of the not yet sharded `model`, that `gather` loads the whole weights into for
+    saving and export (None elsewhere). It stays on the CPU and keeps the weights' `requires_grad`, which
+    tells `omfa.training.models.checkpoint_state` what a FLUX checkpoint holds."""
+    return copy.deepcopy(model) if is_main else None
+
+
+def gather(model: nn.Module, opt: torch.optim.Optimizer, whole: nn.Module | None) -> tuple[nn.Module, dict] | None:
+    """The whole weights of the sharded `model`, loaded into `whole`, and `opt`'s whole state: (whole, state) on
+    the main process, None elsewhere. Every process must call it."""
+    weights, optimizer_state = gather_model_state(model), gather_optimizer_state(model, opt)
+    if whole is None:
+        return None
+    whole.load_state_dict(weights)
+    return whole, optimizer_state
 
 
 def gather_model_state(model: nn.Module) -> dict[str, torch.Tensor]:
