@@ -35,6 +35,7 @@ from diffusers import DiffusionPipeline
 from diffusers.schedulers.scheduling_utils import SchedulerMixin
 
 from omfa.acceleration import ForwardCompiler, resolve_dtype
+from omfa.backbones.flux import FluxOMFA
 from omfa.cache import ConditionCache, tensor_digest
 from omfa.canvas import SLOT_INDEX, SLOTS, TASKS, Task, get_task, image_to_tensor, tensor_to_image
 from omfa.denoiser import ConditionKV, OMFATransformer
@@ -108,8 +109,14 @@ class OMFAPipeline(DiffusionPipeline):
     model_cpu_offload_seq = "transformer"
     _optional_components = ["vae", "preview_decoder"]
 
+    # diffusers checks each component a pipeline loads against these annotations (a union lists every
+    # accepted class; a class outside it is loaded with an "Expected types" warning)
     def __init__(
-        self, transformer: OMFATransformer, scheduler: SchedulerMixin, vae: Any = None, preview_decoder: Any = None
+        self,
+        transformer: OMFATransformer | FluxOMFA,
+        scheduler: SchedulerMixin,
+        vae: Any = None,
+        preview_decoder: Any = None,
     ):
         super().__init__()
         if preview_decoder is not None and vae is None:

@@ -14,7 +14,7 @@ from omfa.backbones.flow import vp_to_flow
 from omfa.backbones.flux import FluxOMFA
 from omfa.backbones.lora import add_lora, train_full
 from omfa.canvas import SLOT_INDEX, TASKS
-from omfa.denoiser import ConditionKV
+from omfa.denoiser import ConditionKV, OMFATransformer
 from omfa.diffusion import alphas_cumprod, make_scheduler
 from omfa.pipeline import OMFAPipeline
 from omfa.training.batch import Batch
@@ -292,3 +292,28 @@ def test_from_pretrained_names_a_missing_or_wrong_folder(tmp_path):
     (tmp_path / "unet" / "config.json").write_text(json.dumps({"_class_name": "UNet2DModel"}))
     with pytest.raises(ValueError, match="names UNet2DModel"):
         FluxOMFA.from_pretrained(tmp_path / "unet")
+
+
+def test_pipeline_takes_either_transformer_without_a_type_warning(lora_model, tmp_path):
+    """diffusers checks each loaded component against `OMFAPipeline.__init__`'s annotations; both
+    transformers load (and construct) without its "Expected types" warning."""
+    import logging
+
+    model, _, _ = lora_model
+    tiny_backbone(seed=5).save_pretrained(tmp_path / "base")
+    model.register_to_config(base_model=str(tmp_path / "base"))
+    OMFAPipeline(transformer=model, scheduler=make_scheduler("ddim")).save_pretrained(tmp_path / "flux-pipe")
+    OMFAPipeline(
+        transformer=OMFATransformer.from_preset("tiny", sample_size=(16, 16)), scheduler=make_scheduler("ddim")
+    ).save_pretrained(tmp_path / "omfa-pipe")
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append  # diffusers' loggers do not propagate to pytest's caplog
+    logger = logging.getLogger("diffusers")
+    logger.addHandler(handler)
+    try:
+        loaded = [OMFAPipeline.load(tmp_path / name) for name in ("flux-pipe", "omfa-pipe")]
+    finally:
+        logger.removeHandler(handler)
+    assert [type(p.transformer) for p in loaded] == [FluxOMFA, OMFATransformer]
+    assert not [r.getMessage() for r in records if "Expected types" in r.getMessage()]

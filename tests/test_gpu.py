@@ -1,12 +1,20 @@
 """Checks that need a CUDA GPU (`pytest -m gpu`, run by scripts/gpu_check.sh); they skip without one.
 
 Each is a CPU test's counterpart on the GPU in bf16: the FLUX adapter's exact condition cache, a LoRA
-training step under bf16 autocast, the shipped pipeline, `omfa train --dry-run` and the GPU bench.
+training step under bf16 autocast, the shipped pipeline, `omfa train --dry-run` and the GPU bench;
+and what no CPU can check: `omfa train` under the shipped FSDP configs through `accelerate launch`
+(accelerate shards only on GPUs), one process.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import socket
+import subprocess
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -102,3 +110,64 @@ def test_the_gpu_bench_at_tiny_size_on_cuda():
     result = bench_gpu(tiny=True, train_steps=3, sample_steps=2, batch_size=2, flux_dir=None, log=lambda *_: None)
     assert result["device"] != "cpu" and result["train_peak_gb"] > 0 and result["train_loss_finite"]
     assert result["tryon_64x48_cached_peak_gb"] > 0 and result["tryon_64x48_cached_vs_uncached_max_diff"] < 0.1
+
+
+def _accelerate_launch(config: str, train_args: list[str]) -> subprocess.CompletedProcess:
+    """`accelerate launch --config_file configs/accelerate/CONFIG --num_processes 1 -m omfa train ...`."""
+    with socket.socket() as s:  # a free rendezvous port: another run may hold accelerate's default
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = Path(__file__).resolve().parent.parent
+    launch = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(root / "configs" / "accelerate" / config),
+    ]
+    command = [*launch, "--num_processes", "1", "--main_process_port", str(port), "-m", "omfa", "train", *train_args]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+
+
+def test_fsdp_training_of_the_from_scratch_model_saves_resumes_and_exports_on_cuda(viton_hd, tmp_path):
+    """The shipped FSDP2 config through `accelerate launch`: the loop gathers the sharded weights and optimiser
+    state into a checkpoint and a pipeline, keeps no EMA, and a second launch resumes from the checkpoint."""
+    from safetensors.torch import load_file
+
+    from omfa.pipeline import OMFAPipeline
+
+    run = tmp_path / "run"
+    args = ["--config", "tiny-test", "--dataset", "viton-hd", "--size", "32x24", "--data", str(viton_hd)]
+    args += ["--out", str(run), "--batch-size", "2", "--mixed-precision", "bf16"]
+    first = _accelerate_launch("fsdp_bf16_omfa.yaml", [*args, "--steps", "4"])
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "world size 1 (FSDP)" in first.stdout and "FSDP: no EMA" in first.stdout
+    at_4 = load_file(run / "checkpoint" / "model.safetensors")
+    assert not (run / "checkpoint" / "ema.safetensors").exists()
+    second = _accelerate_launch("fsdp_bf16_omfa.yaml", [*args, "--steps", "6"])
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "from step 4 to 6" in second.stdout
+    assert json.loads((run / "checkpoint" / "state.json").read_text())["step"] == 6
+    at_6 = load_file(run / "checkpoint" / "model.safetensors")
+    assert at_4.keys() == at_6.keys() and any((at_4[k] - at_6[k]).abs().max() > 0 for k in at_4)
+    assert all(torch.isfinite(v).all() for v in at_6.values())
+    assert OMFAPipeline.load(run / "pipeline", device="cuda").canvas_hw == (32, 24)
+
+
+def test_fsdp_training_of_a_flux_lora_on_cuda(dresscode, tmp_path):
+    """The shipped FLUX FSDP2 config on the tiny FLUX: the LoRA trains, its checkpoint and pipeline hold it."""
+    from safetensors.torch import load_file
+    from test_backbone_flux import tiny_backbone
+
+    from omfa.pipeline import OMFAPipeline
+
+    tiny_backbone(seed=3).save_pretrained(tmp_path / "flux")
+    args = ["--config", "dresscode-512", "--size", "16x12", "--pretrained", str(tmp_path / "flux")]
+    args += ["--data", str(dresscode), "--out", str(tmp_path / "run"), "--steps", "3", "--batch-size", "2"]
+    done = _accelerate_launch("fsdp_bf16.yaml", args)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "world size 1 (FSDP)" in done.stdout
+    lora = load_file(tmp_path / "run" / "checkpoint" / "model.safetensors")
+    assert any("lora_B" in k and v.abs().max() > 0 for k, v in lora.items())  # LoRA B starts at zero: it trained
+    assert OMFAPipeline.load(tmp_path / "run" / "pipeline", device="cuda").canvas_hw == (16, 12)

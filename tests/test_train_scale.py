@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -105,9 +106,12 @@ def test_dry_run_of_flux_on_its_vae_latents_the_readme_command(viton_hd, tmp_pat
     built = next(line for line in out if line.startswith("training FluxOMFA"))
     assert f"canvas 16x12 latents of {flux} per slot (4 channels)" in built
     assert out[-1] == "dry run: 2 steps; the exported pipeline loads (FluxOMFA, 32x24 px)"
-    # FLUX.1 without its VAE: the error says what to pass
-    with pytest.raises(ValueError, match=r"works on 4-channel slots, but this canvas has 3 \(pixels\).*pass --vae DIR"):
+    # FLUX.1 without its VAE: a usage error that says what to pass
+    with pytest.raises(SystemExit) as exited:
         main([*args[:-2], "--data", str(viton_hd), "--size", "32x24", "--dry-run"])
+    assert exited.value.code == 2
+    wanted = r"works on 4-channel slots, but this canvas has 3 \(pixels\).*pass --vae DIR"
+    assert re.search(wanted, capsys.readouterr().err)
 
 
 def test_dry_run_of_the_from_scratch_model_on_real_data(viton_hd, capsys):
@@ -132,6 +136,25 @@ def test_train_errors_name_the_missing_piece(viton_hd, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["train", "--config", "viton-hd-512", "--dataset", "dresscode", "--data", str(viton_hd), "--dry-run"])
     assert "upper_body/images is not a folder" in capsys.readouterr().err
+
+
+def test_what_the_flags_cannot_build_is_a_usage_error(viton_hd, tmp_path, capsys):
+    """A model or dataset the flags name but that cannot be built ends `omfa train` as a bad flag does: one
+    line on stderr and exit status 2, no traceback."""
+    tiny_backbone(seed=3, in_channels=64).save_pretrained(tmp_path / "flux-latent")  # FLUX.1's latent channels
+    base = ["train", "--config", "viton-hd-512", "--size", "16x12", "--mixed-precision", "no", "--dry-run"]
+    cases = {
+        "FLUX.1 needs its own VAE: pass --vae DIR": ["--pretrained", str(tmp_path / "flux-latent")],
+        str(tmp_path / "no-flux"): ["--pretrained", str(tmp_path / "no-flux")],
+        str(tmp_path / "no-data"): ["--pretrained", str(tmp_path / "flux-latent"), "--data", str(tmp_path / "no-data")],
+    }
+    for message, flags in cases.items():
+        with pytest.raises(SystemExit) as exited:
+            main([*base, "--data", str(viton_hd), *flags])
+        err = capsys.readouterr().err
+        assert exited.value.code == 2, err
+        assert "Traceback" not in err and err.splitlines()[-1].startswith("omfa train: error: ")
+        assert message in err.splitlines()[-1], err
 
 
 def test_flux_lora_run_resumes_exactly_and_exports_a_loadable_pipeline(dresscode, flux_dir, tmp_path):
@@ -227,6 +250,7 @@ def test_shipped_accelerate_configs_are_valid(path):
     launch_options = vars(launch_command_parser().parse_args(["script.py"]))
     assert set(config.fsdp_config) <= set(launch_options), set(config.fsdp_config) - set(launch_options)
     if config.fsdp_config:
+        assert config.fsdp_config["fsdp_version"] == 2  # the loop refuses FSDP1 (omfa.training.sharding)
         wrapped = config.fsdp_config["fsdp_transformer_layer_cls_to_wrap"].split(",")
         if path.stem.endswith("_omfa"):
             from omfa.denoiser import OMFATransformer

@@ -222,7 +222,7 @@ def training_data(cfg, root: Path, in_memory: bool = False):
 
 def run_train(argv: list[str]) -> int:
     from omfa.data.real import RealDatasetError
-    from omfa.training.loop import CONFIGS, dry_run, train
+    from omfa.training.loop import CONFIGS, SetupError, dry_run, train
 
     parser = train_parser()
     args = parser.parse_args(argv)
@@ -264,15 +264,18 @@ def run_train(argv: list[str]) -> int:
     try:
         cfg = replace(CONFIGS[args.config], **overrides)  # TrainConfig checks every field
         dataset = training_data(cfg, args.data, args.in_memory)
-    except (ValueError, RealDatasetError) as error:
-        parser.error(str(error))
+    except (ValueError, OSError, RealDatasetError) as error:  # OSError: e.g. no such --data folder
+        parser.error(" ".join(str(error).split()))
     if cfg.backbone == "flux" and cfg.pretrained is None:
         parser.error("backbone flux needs --pretrained DIR: a local FLUX.1 folder (the pipeline or its transformer/)")
-    if args.dry_run:
-        dry_run(cfg, dataset)
-        return 0
-    args.out.mkdir(parents=True, exist_ok=True)
-    train(cfg, dataset, args.out, max_minutes=args.max_minutes, init_weights=args.init_weights)
+    try:
+        if args.dry_run:
+            dry_run(cfg, dataset)
+            return 0
+        args.out.mkdir(parents=True, exist_ok=True)
+        train(cfg, dataset, args.out, max_minutes=args.max_minutes, init_weights=args.init_weights)
+    except SetupError as error:  # the model or data the flags name cannot be built: a usage error too
+        parser.error(str(error))
     return 0
 
 

@@ -17,6 +17,9 @@ FLUX.1 (`omfa.training.models`); the data an `omfa synth` folder or a real
 dataset (`omfa.data.real`) at the config's size. Under `accelerate launch`
 each process draws its own batches and DDP averages the gradients; at the
 end the ranks' trained weights are compared (`replica_spread`, logged).
+Under an FSDP2 config (GPUs only) the weights, gradients and optimiser state
+are sharded, the ranks draw one task per step, there is no EMA, and each save
+gathers the whole state onto the main process (`omfa.training.sharding`).
 Checkpoints resume exactly: the trained weights, EMA, optimiser, LR
 schedule, step and every random generator; the data order is a function of
 the saved generator, so it resumes too.
@@ -33,17 +36,20 @@ tiny autoencoder, which is cheap already). FLUX.1 works on its VAE's latents.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs, DistributedType
+from accelerate.utils import gather_object
 from safetensors.torch import load_file, save_file
 
 from omfa.canvas import TASKS, get_task
@@ -52,6 +58,7 @@ from omfa.denoiser import OMFATransformer
 from omfa.diffusion import alphas_cumprod
 from omfa.latents import is_cheap_decoder, latent_channels, load_vae, vae_digest
 from omfa.pose.condition import DEFAULT_POSE_CONDITION, check_kind
+from omfa.training import sharding
 from omfa.training.batch import collate
 from omfa.training.latents import LatentDataset, fit_preview_map
 from omfa.training.loss import check_sampling, check_weighting, partial_diffusion_loss
@@ -199,8 +206,11 @@ class TaskSampler:
             return {"meta": json.loads(self.dataset.read_member(i, "meta"))}
         return self.dataset[i]
 
-    def draw(self, rng: np.random.Generator, batch_size: int) -> tuple[str, list[dict]]:
-        task = self.tasks[int(rng.choice(len(self.tasks), p=self.probs))]
+    def draw(
+        self, rng: np.random.Generator, batch_size: int, task_rng: np.random.Generator | None = None
+    ) -> tuple[str, list[dict]]:
+        """A task (drawn from `task_rng` when given, else from `rng`) and `batch_size` samples from `rng`."""
+        task = self.tasks[int((task_rng or rng).choice(len(self.tasks), p=self.probs))]
         idx = rng.choice(self.supports[task], size=batch_size, replace=len(self.supports[task]) < batch_size)
         return task, [self.dataset[int(i)] for i in idx]
 
@@ -237,12 +247,14 @@ def ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float) -> No
     torch._foreach_lerp_(list(ema.parameters()), [p.detach().float() for p in model.parameters()], 1 - decay)
 
 
-def _rng_state(rng: np.random.Generator, gen: torch.Generator) -> dict:
-    return {
+def rng_state(rng: np.random.Generator, gen: torch.Generator, task_rng: np.random.Generator | None = None) -> dict:
+    """One process's generators (and the global torch one), as a checkpoint stores them."""
+    state = {
         "numpy": rng.bit_generator.state,
         "torch": gen.get_state().tolist(),
         "torch_global": torch.get_rng_state().tolist(),
     }
+    return state if task_rng is None else state | {"numpy_tasks": task_rng.bit_generator.state}
 
 
 def save_checkpoint(
@@ -250,15 +262,17 @@ def save_checkpoint(
     step: int,
     model,
     ema,
-    opt,
+    optimizer_state: dict,
     sched,
-    rng,
-    gen,
+    rng_states: list[dict],
     cfg: TrainConfig,
     size_hw: tuple[int, int],
     vae_id: str | None = None,
+    sharded: bool = False,
 ) -> None:
-    """The trained weights (`checkpoint_state`), the EMA if kept, optimiser, schedule, step and generators;
+    """The trained weights of `model` (`checkpoint_state`), the EMA if kept, the optimiser's state (its own
+    `state_dict`, or under FSDP `omfa.training.sharding.gather_optimizer_state`), schedule, step and every
+    process's generators (`rng_states`, by rank: `rng_state`);
     `size_hw` is the canvas (latents with a VAE), `vae_id` the latent space (`omfa.latents.vae_digest`)."""
     path.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -266,10 +280,12 @@ def save_checkpoint(
     save_file(checkpoint_state(model), tmp / "model.safetensors")
     if ema is not None:
         save_file({k: v.contiguous() for k, v in ema.state_dict().items()}, tmp / "ema.safetensors")
-    torch.save({"optimizer": opt.state_dict(), "scheduler": sched.state_dict()}, tmp / "optimizer.pt")
+    layout = sharding.FULL_LAYOUT if sharded else "positional"
+    torch.save({"optimizer": optimizer_state, "scheduler": sched.state_dict(), "layout": layout}, tmp / "optimizer.pt")
     state = {
         "step": step,
-        "rng": _rng_state(rng, gen),
+        "rng": rng_states[0],  # the main process's (checkpoints before rng_ranks hold only it)
+        "rng_ranks": rng_states,
         "config": asdict(cfg),
         "size_hw": list(size_hw),
         "vae": vae_id,  # the latent space the model learned (omfa.latents.vae_digest); None: pixels
@@ -323,19 +339,68 @@ def check_resumable(path: Path, cfg: TrainConfig, size_hw: tuple[int, int], vae_
         )
 
 
-def load_checkpoint(path: Path, model, ema, opt, sched, rng, gen) -> int:
+def load_checkpoint(
+    path: Path, model, ema, rng, gen, task_rng: np.random.Generator | None = None, rank: int = 0
+) -> int:
+    """Load the weights, the EMA (when both the run and the checkpoint keep one) and the generators into the
+    unwrapped model; returns the step. The optimiser follows once the model is prepared (`load_optimizer`).
+
+    Process `rank` resumes its own generators, so the ranks keep drawing different batches; a rank the
+    checkpoint did not have (more processes than it was saved from) takes the main process's.
+    """
     load_checkpoint_state(model, path / "model.safetensors")
     if ema is not None:
-        ema.load_state_dict(load_file(path / "ema.safetensors"))
-    if (path / "optimizer.pt").exists():  # weights-only restarts (a fresh optimiser) are allowed
-        state = torch.load(path / "optimizer.pt", weights_only=True)
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
+        # an FSDP checkpoint keeps no EMA: resuming it under DDP starts the EMA at the loaded weights
+        ema_file = path / "ema.safetensors"
+        ema.load_state_dict(load_file(ema_file) if ema_file.exists() else model.state_dict())
     meta = json.loads((path / "state.json").read_text())
-    rng.bit_generator.state = meta["rng"]["numpy"]
-    gen.set_state(torch.tensor(meta["rng"]["torch"], dtype=torch.uint8))
-    torch.set_rng_state(torch.tensor(meta["rng"]["torch_global"], dtype=torch.uint8))
+    ranks = meta.get("rng_ranks", [meta["rng"]])
+    saved = ranks[rank] if rank < len(ranks) else meta["rng"]
+    rng.bit_generator.state = saved["numpy"]
+    gen.set_state(torch.tensor(saved["torch"], dtype=torch.uint8))
+    torch.set_rng_state(torch.tensor(saved["torch_global"], dtype=torch.uint8))
+    if task_rng is not None and "numpy_tasks" in saved:
+        task_rng.bit_generator.state = saved["numpy_tasks"]
     return int(meta["step"])
+
+
+def load_optimizer(path: Path, model, opt, sched, sharded: bool = False) -> None:
+    """Load the optimiser and schedule of `path` into the prepared `model`'s `opt`, sharded or not.
+
+    An FSDP run saves the optimiser keyed by parameter name (`omfa.training.sharding`), which loads over any
+    wrapping; a DDP run saves torch's positional layout, which FSDP's flattened parameters do not follow.
+    A checkpoint without optimizer.pt restarts with a fresh optimiser (weights-only restarts are allowed).
+    """
+    if not (path / "optimizer.pt").exists():
+        return
+    state = torch.load(path / "optimizer.pt", weights_only=True)
+    if state.get("layout") == sharding.FULL_LAYOUT:
+        sharding.load_optimizer_state(model, opt, state["optimizer"])
+    elif sharded:
+        raise ValueError(
+            f"{path} holds the optimiser of a DDP run, which does not load into FSDP's sharded parameters; "
+            "resume it under DDP, or delete its optimizer.pt to restart the optimiser from its weights"
+        )
+    else:
+        opt.load_state_dict(state["optimizer"])
+    sched.load_state_dict(state["scheduler"])
+
+
+class SetupError(ValueError):
+    """What `train` raises when the configuration cannot be built: the model, the data, the launch.
+
+    `omfa train` reports it as a usage error (one line, exit status 2), as it does bad flags.
+    """
+
+
+@contextlib.contextmanager
+def setup_errors() -> Iterator[None]:
+    """Turn the ValueErrors and OSErrors (a missing folder, a file that is no model) of building a run into
+    `SetupError`s; errors once training runs stay what they are."""
+    try:
+        yield
+    except (ValueError, OSError) as error:
+        raise SetupError(" ".join(str(error).split())) from error
 
 
 @torch.no_grad()
@@ -394,70 +459,97 @@ def train(
     `max_minutes` / `stop_after` (steps in this call) end the run early after
     saving, as an interruption would; the next call resumes from there.
     """
-    # find_unused_parameters: a task without a pose (try-off) leaves the pose embedder without a
-    # gradient, and DDP must know that step's unused weights (each rank may draw another task)
-    accelerator = Accelerator(
-        mixed_precision=cfg.mixed_precision,
-        cpu=not torch.cuda.is_available(),
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
-    )
-    if accelerator.distributed_type == DistributedType.FSDP:
-        # the EMA update and the checkpoint export below read whole weights on the main process;
-        # FSDP leaves each rank a shard, so they need its gathered state dict first (not written yet)
-        raise ValueError(
-            "this training loop does not save FSDP-sharded weights yet; launch with "
-            "configs/accelerate/ddp_bf16.yaml (a LoRA of FLUX.1 fits one 80 GB GPU per process)"
+    with setup_errors():  # what the flags build: the user's error, not a bug (`SetupError`)
+        sharding.check_fsdp_device()
+        # find_unused_parameters: a task without a pose (try-off) leaves the pose embedder without a
+        # gradient, and DDP must know that step's unused weights (each rank may draw another task).
+        # Under FSDP (an FSDP `accelerate launch` config) accelerate builds its FSDP plugin from the
+        # config's fsdp_* settings itself: resharding after forward, auto-wrap of the named layer class.
+        accelerator = Accelerator(
+            mixed_precision=cfg.mixed_precision,
+            cpu=not torch.cuda.is_available(),
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
         )
-    rng = np.random.default_rng([cfg.seed, accelerator.process_index])
-    gen = torch.Generator(accelerator.device).manual_seed(cfg.seed * 1000 + accelerator.process_index)
-    torch.manual_seed(cfg.seed)  # the same initial weights on every rank
-    out.mkdir(parents=True, exist_ok=True)
-    vae, preview_decoder, vae_id = None, None, None
-    if cfg.vae is not None:  # a latent canvas: encode the training set once (the main process writes the cache)
-        vae = load_vae(cfg.vae).to(accelerator.device)
-        vae_id = vae_digest(vae)
-        with accelerator.main_process_first():
-            dataset = LatentDataset(dataset, vae, out / "latents", pose_condition=cfg.pose_condition, log=log)
-        if cfg.preview_vae is not None:
-            preview_decoder = load_vae(cfg.preview_vae)
-            if latent_channels(preview_decoder) != latent_channels(vae):
-                raise ValueError(
-                    f"preview_vae {cfg.preview_vae} has {latent_channels(preview_decoder)} latent channels, "
-                    f"the VAE {latent_channels(vae)}; pass the tiny autoencoder of the same latent space"
-                )
-        elif not is_cheap_decoder(vae):  # a tiny VAE previews every step by itself
-            preview_decoder = fit_preview_map(dataset)
-    size_hw = dataset_size_hw(dataset)
-    model = build_model(cfg, size_hw, 3 if vae is None else latent_channels(vae))
-    if init_weights is not None:  # warm start from a weights file, with a fresh optimiser
-        if cfg.backbone != "omfa":
-            raise ValueError("--init-weights warm-starts the from-scratch model; FLUX starts from --pretrained")
-        load_init_weights(model, init_weights)
-    params = trainable_parameters(cfg, model)
-    ema = copy.deepcopy(model).requires_grad_(False) if uses_ema(cfg) else None
-    # fused AdamW: the per-tensor default on CPU spent ~14% of a training step in Python
-    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99), fused=True)
-    warm = lambda s: min(1.0, (s + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps))  # noqa: E731
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(warm(s), 0.05))
-    ckpt = out / "checkpoint"
-    step = 0
-    if (ckpt / "state.json").exists():
-        check_resumable(ckpt, cfg, size_hw, vae_id)
-        step = load_checkpoint(ckpt, model, ema, opt, sched, rng, gen)
-    model, opt = accelerator.prepare(model, opt)
-    if ema is not None:
-        ema.to(accelerator.device)
-    sampler = TaskSampler(dataset, cfg.tasks, cfg.task_weights)
-    abar = alphas_cumprod().to(accelerator.device)
-    if accelerator.is_main_process:
-        log(_describe(cfg, accelerator.unwrap_model(model), accelerator, dataset, step, sampler.tasks))
+        sharded = sharding.is_sharded(accelerator)
+        sharding.check_fsdp_version(accelerator)
+        rng = np.random.default_rng([cfg.seed, accelerator.process_index])
+        # FSDP reduces each unit's gradients over the ranks, which must agree on which weights have one; a
+        # task without a pose leaves the pose embedder none, so under FSDP every rank draws the same task
+        # (from one stream, seeded alike), each its own samples. DDP finds each rank's unused weights itself.
+        task_rng = np.random.default_rng(cfg.seed) if sharded else None
+        gen = torch.Generator(accelerator.device).manual_seed(cfg.seed * 1000 + accelerator.process_index)
+        torch.manual_seed(cfg.seed)  # the same initial weights on every rank
+        out.mkdir(parents=True, exist_ok=True)
+        vae, preview_decoder, vae_id = None, None, None
+        if cfg.vae is not None:  # a latent canvas: encode the training set once (the main process writes the cache)
+            vae = load_vae(cfg.vae).to(accelerator.device)
+            vae_id = vae_digest(vae)
+            with accelerator.main_process_first():
+                dataset = LatentDataset(dataset, vae, out / "latents", pose_condition=cfg.pose_condition, log=log)
+            if cfg.preview_vae is not None:
+                preview_decoder = load_vae(cfg.preview_vae)
+                if latent_channels(preview_decoder) != latent_channels(vae):
+                    raise ValueError(
+                        f"preview_vae {cfg.preview_vae} has {latent_channels(preview_decoder)} latent channels, "
+                        f"the VAE {latent_channels(vae)}; pass the tiny autoencoder of the same latent space"
+                    )
+            elif not is_cheap_decoder(vae):  # a tiny VAE previews every step by itself
+                preview_decoder = fit_preview_map(dataset)
+        size_hw = dataset_size_hw(dataset)
+        model = build_model(cfg, size_hw, 3 if vae is None else latent_channels(vae))
+        if init_weights is not None:  # warm start from a weights file, with a fresh optimiser
+            if cfg.backbone != "omfa":
+                raise ValueError("--init-weights warm-starts the from-scratch model; FLUX starts from --pretrained")
+            load_init_weights(model, init_weights)
+        params = trainable_parameters(cfg, model)
+        # Under FSDP no EMA: it is a whole fp32 copy updated every step, which would mean gathering the whole
+        # model onto one process every step, the traffic and memory FSDP exists to avoid; the exported
+        # pipeline then holds the live weights, as a FLUX run's does.
+        ema = copy.deepcopy(model).requires_grad_(False) if uses_ema(cfg) and not sharded else None
+        if uses_ema(cfg) and sharded and accelerator.is_main_process:
+            log("FSDP: no EMA (it would gather the whole model every step); the export holds the live weights")
+        whole = sharding.whole_copy(model, accelerator.is_main_process) if sharded else None
+        ckpt = out / "checkpoint"
+        step = 0
+        if (ckpt / "state.json").exists():
+            check_resumable(ckpt, cfg, size_hw, vae_id)
+            step = load_checkpoint(ckpt, model, ema, rng, gen, task_rng, accelerator.process_index)
+        sampler = TaskSampler(dataset, cfg.tasks, cfg.task_weights)
+        if accelerator.is_main_process:  # the parameters counted before FSDP shards them
+            log(_describe(cfg, model, accelerator, dataset, step, sampler.tasks))
+        # fused AdamW: the per-tensor default on CPU spent ~14% of a training step in Python
+        adamw = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99), fused=True)
+        # under FSDP accelerate shards the model in place and points the optimiser at the shards
+        model, opt = accelerator.prepare(model, adamw)
+        # accelerate clips FSDP's gradients over the shards only when given all the model's parameters
+        clipped = list(model.parameters()) if sharded else params
+        warm = lambda s: min(1.0, (s + 1) / cfg.warmup) * 0.5 * (1 + math.cos(math.pi * min(s, cfg.steps) / cfg.steps))  # noqa: E731
+        # over the torch optimiser inside accelerate's wrapper, whose step it counts
+        sched = torch.optim.lr_scheduler.LambdaLR(opt.optimizer, lambda s: max(warm(s), 0.05))
+        if (ckpt / "state.json").exists():
+            load_optimizer(ckpt, model, opt, sched, sharded)
+        if ema is not None:
+            ema.to(accelerator.device)
+        abar = alphas_cumprod().to(accelerator.device)
+
+    def save(step: int) -> None:
+        """The checkpoint and the exported pipeline, written by the main process; every process first takes
+        part in gathering its generators (and under FSDP the whole weights and optimiser state) onto it."""
+        gathered = sharding.gather(model, opt, whole) if sharded else None
+        rng_states = gather_object([rng_state(rng, gen, task_rng)])  # every rank's, by rank
+        if not accelerator.is_main_process:
+            return
+        live, optimizer_state = gathered or (accelerator.unwrap_model(model), opt.state_dict())
+        save_checkpoint(ckpt, step, live, ema, optimizer_state, sched, rng_states, cfg, size_hw, vae_id, sharded)
+        export_pipeline(ema if ema is not None else live, out / "pipeline", vae, preview_decoder)
+
     running: dict[str, list[float]] = {t: [] for t in sampler.tasks}
     start, history, first_step = time.time(), [], step
     while step < cfg.steps:
         if step % 250 == 0 and step > first_step:
             sampler.refresh()
         # 1. a task and a batch of samples that support it
-        task, samples = sampler.draw(rng, cfg.batch_size)
+        task, samples = sampler.draw(rng, cfg.batch_size, task_rng)
         batch = collate(task, samples, rng, cfg.pose_condition).to(accelerator.device)
         # 2. partial diffusion: noise the targets, keep the conditions clean
         with accelerator.autocast():
@@ -473,7 +565,7 @@ def train(
             )
         # 3. the update, then the EMA
         accelerator.backward(loss)
-        accelerator.clip_grad_norm_(params, cfg.grad_clip)
+        accelerator.clip_grad_norm_(clipped, cfg.grad_clip)
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
@@ -493,10 +585,11 @@ def train(
         timed_out = (max_minutes is not None and (time.time() - start) / 60 > max_minutes) or (
             stop_after is not None and step - first_step >= stop_after
         )
-        if accelerator.is_main_process and (step % cfg.save_every == 0 or step == cfg.steps or timed_out):
-            live = accelerator.unwrap_model(model)
-            save_checkpoint(ckpt, step, live, ema, opt, sched, rng, gen, cfg, size_hw, vae_id)
-            export_pipeline(ema if ema is not None else live, out / "pipeline", vae, preview_decoder)
+        if max_minutes is not None and accelerator.num_processes > 1:
+            # the clocks of the ranks differ: all stop at the same step, or the others wait in a collective
+            timed_out = bool(accelerator.reduce(torch.tensor(float(timed_out), device=accelerator.device), "max"))
+        if step % cfg.save_every == 0 or step == cfg.steps or timed_out:
+            save(step)
         if timed_out:
             break
     accelerator.wait_for_everyone()

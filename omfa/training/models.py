@@ -4,7 +4,8 @@ Two backbones (`TrainConfig.backbone`):
 
 - "omfa": the from-scratch slot transformer (`omfa.denoiser.OMFATransformer`)
   of `TrainConfig.preset`, its canvas the training data's image size. Every
-  weight trains; an EMA copy is kept and exported.
+  weight trains; an EMA copy is kept and exported (not under FSDP:
+  `omfa.training.loop.train`, docs/BACKBONES.md).
 - "flux": `omfa.backbones.flux.FluxOMFA` over the FLUX.1 transformer in the
   local folder `TrainConfig.pretrained`. `lora_rank` > 0 freezes the base and
   trains peft LoRA (with the adapter's pose embedder and prompt);
