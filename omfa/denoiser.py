@@ -39,7 +39,7 @@ from diffusers.models.modeling_utils import ModelMixin
 from torch import nn
 
 from omfa.canvas import PERSON, Role
-from omfa.diffusion import guided
+from omfa.diffusion import guided_rows
 
 
 @dataclass(frozen=True)
@@ -439,13 +439,11 @@ class OMFATransformer(ModelMixin, ConfigMixin):
         shift, scale = self.ada_out(ct).unsqueeze(2).chunk(2, dim=-1)
         h = modulate(self.norm_out(ht), shift, scale)
         if guidance_scale is not None:
-            if h.shape[0] % 2:
-                raise ValueError(f"guidance needs conditional and unconditional rows; got a batch of {h.shape[0]}")
-            half = h.shape[0] // 2
-            h = guided(h[:half], h[half:], guidance_scale)  # on the hidden state; the head is linear in it
-            # the branches share targets, timesteps (so ct) and pose: the conditional half stands for both
-            ct, targets = ct[:half], targets[:half]
-            pose = None if pose is None else pose[:half]
+            h = guided_rows(h, guidance_scale)  # on the hidden state; the head is linear in it
+            # the branches share targets, timesteps (so ct) and pose: the conditional rows stand for both
+            views = h.shape[0]
+            ct, targets = ct[:views], targets[:views]
+            pose = None if pose is None else pose[:views]
         coarse = self._unpatchify(self.out(h))
         if self.refiner is None:
             return coarse.float()

@@ -5,8 +5,9 @@ k-diffusion contract): it knows nothing of slots, caches or guidance, which
 the pipeline folds into the callable. Schedulers are stock diffusers ones
 configured for x0 prediction (`prediction_type="sample"`), so each step's
 model output *is* the Tweedie estimate E[x0 | x_t] that the app previews.
-Training on this schedule (the forward process, the partial-diffusion loss)
-lives in `omfa.training.loss`.
+The forward process (`add_noise`) is here too, shared by training
+(`omfa.training.loss`, the partial-diffusion loss) and the pipeline's one-step
+diagnostic (`OMFAPipeline.denoise_once`).
 """
 
 from __future__ import annotations
@@ -59,6 +60,12 @@ def make_scheduler(name: str = "ddim") -> SchedulerMixin:
 def alphas_cumprod() -> torch.Tensor:
     """alpha-bar_t for t = 0..999 of the shared training schedule."""
     return make_scheduler("ddim").alphas_cumprod.clone()
+
+
+def add_noise(x0: torch.Tensor, t_index: torch.Tensor, noise: torch.Tensor, abar: torch.Tensor) -> torch.Tensor:
+    """x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps  (DDPM eq. 4); t_index (B,) integer."""
+    a = abar.to(x0.device)[t_index].view(-1, *([1] * (x0.ndim - 1)))
+    return a.sqrt() * x0 + (1 - a).sqrt() * noise
 
 
 # ----------------------------------------------------------------------------
@@ -128,3 +135,11 @@ def sample(
 def guided(x0_cond: torch.Tensor, x0_uncond: torch.Tensor, scale: float) -> torch.Tensor:
     """Classifier-free guidance on the x0 estimate: x0_u + s (x0_c - x0_u)."""
     return x0_uncond + scale * (x0_cond - x0_uncond)
+
+
+def guided_rows(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """`guided` of a branch-major batch: rows [0, B/2) conditional, [B/2, B) unconditional -> B/2 rows."""
+    if x.shape[0] % 2:
+        raise ValueError(f"guidance needs conditional and unconditional rows; got a batch of {x.shape[0]}")
+    half = x.shape[0] // 2
+    return guided(x[:half], x[half:], scale)

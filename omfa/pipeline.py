@@ -39,7 +39,7 @@ from omfa.backbones.flux import FluxOMFA
 from omfa.cache import ConditionCache, tensor_digest
 from omfa.canvas import SLOT_INDEX, SLOTS, TASKS, Task, get_task, image_to_tensor, tensor_to_image
 from omfa.denoiser import ConditionKV, OMFATransformer
-from omfa.diffusion import NUM_TRAIN_TIMESTEPS, SCHEDULERS, alphas_cumprod, make_scheduler, sample
+from omfa.diffusion import NUM_TRAIN_TIMESTEPS, SCHEDULERS, add_noise, alphas_cumprod, make_scheduler, sample
 from omfa.latents import decode, decode_preview, encode, is_cheap_decoder, vae_factor
 
 ImageInput = PIL.Image.Image | np.ndarray | torch.Tensor
@@ -625,9 +625,8 @@ class OMFAPipeline(DiffusionPipeline):
         conds, pose_t = self._gather(spec, {"reference": reference, "upper": upper, "lower": lower}, [pose])
         x0 = self._encode(self._to_tensor(truth, "truth")).float()
         index = min(int(t * NUM_TRAIN_TIMESTEPS), NUM_TRAIN_TIMESTEPS - 1)
-        abar = alphas_cumprod()[index].item()
         noise = torch.randn(x0.shape, generator=generator, device=generator.device).to(x0.device)
-        x_t = (abar**0.5 * x0 + (1 - abar) ** 0.5 * noise)[:, None].to(self.transformer.dtype)
+        x_t = add_noise(x0, torch.tensor([index]), noise, alphas_cumprod())[:, None].to(self.transformer.dtype)
         cond_x = torch.cat([conds[s][:, None] for s in spec.conditions], dim=1) if spec.conditions else None
         timestep = torch.tensor([index / NUM_TRAIN_TIMESTEPS], device=self.device)
         pred = self.transformer(x_t, target_slots, timestep, cond_x, cond_slots, pose_t)

@@ -26,6 +26,18 @@ def fresh_accelerator_state():
         state.AcceleratorState._reset_state()
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models gain nothing from threads, and on a shared CPU extra threads cost 10-40x
+    (`pytestmark = pytest.mark.usefixtures("one_torch_thread")` in the modules that train them)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def body():
     """The default mannequin body, built once per test session (posing is read-only)."""

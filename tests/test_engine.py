@@ -9,7 +9,7 @@ import torch
 from engine_helpers import HW, random_image, tiny_model, tiny_pipe
 
 from omfa.cache import ConditionCache
-from omfa.canvas import SLOT_INDEX, TASKS, Role
+from omfa.canvas import SLOT_INDEX, TASKS, Role, tensor_to_image
 from omfa.data.examples import example_from_sample, sample_tasks
 from omfa.denoiser import Block, ConditionKV
 from omfa.diffusion import SCHEDULERS, alphas_cumprod, make_scheduler
@@ -392,7 +392,7 @@ def test_the_shipped_model_denoises_a_little_noise_and_forgets_the_truth_at_t_1(
 
     def once(truth, t):
         x0 = pipe.denoise_once("try_off_upper", truth, t, generator=torch.Generator().manual_seed(0), reference=dressed)
-        return ((x0.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).numpy()
+        return tensor_to_image(x0)
 
     from omfa.training.metrics import psnr
 

@@ -12,7 +12,6 @@ import shlex
 from pathlib import Path
 
 import pytest
-import torch
 from test_train_scale import flux_pipeline_folder
 
 from omfa.cli import main
@@ -38,12 +37,7 @@ def commands(text: str) -> list[list[str]]:
     return out
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_the_readme_commands_run_as_written(viton_hd, tmp_path, monkeypatch, capsys):

@@ -7,9 +7,9 @@ import torch
 import torch.nn.functional as F
 from engine_helpers import HW, tiny_model
 
-from omfa.diffusion import NUM_TRAIN_TIMESTEPS, alphas_cumprod
+from omfa.diffusion import NUM_TRAIN_TIMESTEPS, add_noise, alphas_cumprod
 from omfa.training.batch import Batch
-from omfa.training.loss import MIN_SNR_GAMMA, add_noise, draw_timesteps, partial_diffusion_loss, timestep_weights
+from omfa.training.loss import MIN_SNR_GAMMA, draw_timesteps, partial_diffusion_loss, timestep_weights
 
 ABAR = alphas_cumprod().double()
 

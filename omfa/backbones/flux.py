@@ -49,7 +49,7 @@ from omfa.backbones.flow import vp_to_flow, x0_from_velocity
 from omfa.backbones.lora import has_lora, load_lora, save_lora
 from omfa.canvas import PERSON, SLOTS
 from omfa.denoiser import ConditionKV
-from omfa.diffusion import guided
+from omfa.diffusion import guided_rows
 from omfa.pose.condition import DEFAULT_POSE_CONDITION, check_kind
 
 BACKBONE_CLASS = FluxTransformer2DModel.__name__
@@ -350,7 +350,8 @@ class FluxOMFA(ModelMixin, ConfigMixin):
         if conditions is not None and len(condition_slots):
             self._check(conditions, condition_slots, "conditions")
             live = (conditions, condition_slots)
-        return _guide(self._denoise(targets, target_slots, timestep, pose, condition_keep, live, None), guidance_scale)
+        x0 = self._denoise(targets, target_slots, timestep, pose, condition_keep, live, None)
+        return x0 if guidance_scale is None else guided_rows(x0, guidance_scale)
 
     def forward_cached(
         self,
@@ -365,7 +366,8 @@ class FluxOMFA(ModelMixin, ConfigMixin):
         """As `forward`, with the conditions' keys/values from `cache` (condition_keep in cached slot order)."""
         if cache is not None and len(cache.layers) != len(self._blocks()):
             raise ValueError(f"cache has {len(cache.layers)} layers, this model {len(self._blocks())}")
-        return _guide(self._denoise(targets, target_slots, timestep, pose, condition_keep, None, cache), guidance_scale)
+        x0 = self._denoise(targets, target_slots, timestep, pose, condition_keep, None, cache)
+        return x0 if guidance_scale is None else guided_rows(x0, guidance_scale)
 
     def _denoise(self, targets, target_slots, timestep, pose, keep, live, cache) -> torch.Tensor:
         self._check(targets, target_slots, "targets")
@@ -404,13 +406,3 @@ class FluxOMFA(ModelMixin, ConfigMixin):
             hp, ht = self._run(target_step, block, hp, ht, temb, rope_p, rope_t, kc, vc, mask)
         v = self.backbone.proj_out(self.backbone.norm_out(ht, temb))  # FLUX's velocity, (B, T*L, C*p*p)
         return x0_from_velocity(x_s, s, self._unpack(v.float(), n_targets))
-
-
-def _guide(x0: torch.Tensor, scale: float | None) -> torch.Tensor:
-    """The guided x0 of branch-major rows [conditional; unconditional]; `x0` itself when `scale` is None."""
-    if scale is None:
-        return x0
-    if x0.shape[0] % 2:
-        raise ValueError(f"guidance needs conditional and unconditional rows; got a batch of {x0.shape[0]}")
-    half = x0.shape[0] // 2
-    return guided(x0[:half], x0[half:], scale)

@@ -33,10 +33,9 @@ import torch
 
 from omfa.canvas import SLOT_INDEX, get_task, image_to_tensor, tensor_to_image
 from omfa.data.examples import Case, cases_from_sample
-from omfa.diffusion import NUM_TRAIN_TIMESTEPS, alphas_cumprod, make_scheduler, sample
+from omfa.diffusion import NUM_TRAIN_TIMESTEPS, add_noise, alphas_cumprod, make_scheduler, sample
 from omfa.training.evaluate import evaluate, model_predictor, pose_condition_of, sample_indices
 from omfa.training.loop import CONFIGS, TrainConfig, train
-from omfa.training.loss import add_noise
 
 TRY_ON = ("try_on_upper", "try_on_lower", "outfit")
 TRY_OFF = ("try_off_upper", "try_off_lower", "try_off_outfit")

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from omfa.canvas import tensor_to_image
 from omfa.data.examples import FAMILIES, LABELS, Case, cases_from_sample
 from omfa.pose.condition import DEFAULT_POSE_CONDITION
 from omfa.training.metrics import colour_error, pattern_fidelity, psnr, silhouette_iou, ssim
@@ -176,7 +177,7 @@ def denoise_predictor(pipe, t: float, seed: int) -> Callable[[Case], np.ndarray]
     def predict(case: Case) -> np.ndarray:
         generator = torch.Generator(pipe.device).manual_seed(seed)
         x0 = pipe.denoise_once(case.task, case.truth, t, generator=generator, **case.model_inputs(pose_condition))
-        return ((x0.clamp(-1, 1) + 1) * 127.5).round().byte().permute(1, 2, 0).cpu().numpy()
+        return tensor_to_image(x0)
 
     return predict
 

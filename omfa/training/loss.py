@@ -32,18 +32,12 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from omfa.diffusion import NUM_TRAIN_TIMESTEPS
+from omfa.diffusion import NUM_TRAIN_TIMESTEPS, add_noise
 from omfa.training.batch import Batch
 
 LOSS_WEIGHTINGS: tuple[str, ...] = ("uniform", "min_snr")
 TIMESTEP_SAMPLINGS: tuple[str, ...] = ("uniform", "high_noise")
 MIN_SNR_GAMMA = 5.0  # the value the paper recommends
-
-
-def add_noise(x0: torch.Tensor, t_index: torch.Tensor, noise: torch.Tensor, abar: torch.Tensor) -> torch.Tensor:
-    """x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps  (DDPM eq. 4); t_index (B,) integer."""
-    a = abar.to(x0.device)[t_index].view(-1, *([1] * (x0.ndim - 1)))
-    return a.sqrt() * x0 + (1 - a).sqrt() * noise
 
 
 def check_weighting(name: str) -> str:
